@@ -1,0 +1,1 @@
+pytest_plugins = ["crm_lib.testing"]

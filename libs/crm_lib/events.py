@@ -1,0 +1,541 @@
+"""The event backbone: envelope, subjects, transactional outbox, relay, consumers.
+
+* ``emit`` writes an outbox row in the caller's transaction (with the current
+  W3C trace context), so an event exists iff the business change committed.
+* ``OutboxRelay`` publishes pending rows to JetStream (``Nats-Msg-Id`` = event
+  id, so broker-side dedup absorbs relay retries), woken by ``LISTEN`` on the
+  outbox trigger and polling as a fallback. While NATS is down rows simply wait.
+* ``EventWorker`` runs durable pull consumers with explicit acks. Each message
+  is one transaction: the inbox row ``(consumer, event_id)`` and the handler's
+  effect commit together, so a redelivery has no second effect. Failures are
+  retried with backoff; after ``max_deliver`` the message is copied to the
+  dead-letter stream and terminated (JetStream has no DLQ of its own).
+
+Subjects: ``crm.<tenant_id>.<service>.<entity>.<action>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_lib.platform_tables import InboxRow, OutboxRow, TenantRegistryRow
+from crm_lib.settings import PlatformSettings
+from crm_lib.telemetry import extract_context, get_logger, inject_headers, tracer
+from crm_lib.tenancy import Database, parse_tenant_id
+
+log = get_logger("crm.events")
+
+EVENTS_STREAM = "CRM_EVENTS"
+DLQ_STREAM = "CRM_DLQ"
+SUBJECT_ROOT = "crm"
+DLQ_ROOT = "crmdlq"
+_EVENT_TYPE_RE = re.compile(r"^[a-z][a-z_]*\.[a-z][a-z_]*\.[a-z][a-z_]*$")
+_PATTERN_TOKEN_RE = re.compile(r"^([a-z][a-z_]*|\*)$")
+_DURABLE_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """The envelope every event travels in (PRODUCT.md, Events)."""
+
+    id: uuid.UUID
+    type: str
+    tenant_id: uuid.UUID
+    occurred_at: datetime
+    actor: str | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    schema_version: int = 1
+
+
+def validate_event_type(event_type: str) -> str:
+    if not _EVENT_TYPE_RE.match(event_type):
+        raise ValueError(f"event type must be '<service>.<entity>.<action>': {event_type!r}")
+    return event_type
+
+
+def subject_for(event_type: str, tenant_id: uuid.UUID | str) -> str:
+    """The NATS subject of an event; the tenant token is a validated UUID."""
+    return f"{SUBJECT_ROOT}.{parse_tenant_id(tenant_id)}.{validate_event_type(event_type)}"
+
+
+def subject_filter(pattern: str, tenant_id: uuid.UUID | str | None = None) -> str:
+    """Filter for a type pattern such as ``identity.tenant.created`` or ``*.tenant.provisioned``."""
+    tokens = pattern.split(".")
+    if len(tokens) != 3 or not all(_PATTERN_TOKEN_RE.match(t) for t in tokens):
+        raise ValueError(f"bad event type pattern {pattern!r}")
+    tenant = str(parse_tenant_id(tenant_id)) if tenant_id is not None else "*"
+    return f"{SUBJECT_ROOT}.{tenant}.{pattern}"
+
+
+def new_event(
+    event_type: str,
+    tenant_id: uuid.UUID | str,
+    data: dict[str, Any] | None = None,
+    *,
+    actor: str | None = None,
+    schema_version: int = 1,
+) -> Event:
+    return Event(
+        id=uuid.uuid4(),
+        type=validate_event_type(event_type),
+        tenant_id=parse_tenant_id(tenant_id),
+        occurred_at=datetime.now(UTC),
+        actor=actor,
+        data=data or {},
+        schema_version=schema_version,
+    )
+
+
+_encoder = msgspec.json.Encoder()
+
+
+async def emit(
+    session: AsyncSession,
+    event_type: str,
+    tenant_id: uuid.UUID | str,
+    data: dict[str, Any] | None = None,
+    *,
+    actor: str | None = None,
+    schema_version: int = 1,
+) -> Event:
+    """Write an event to the outbox inside the caller's transaction."""
+    event = new_event(event_type, tenant_id, data, actor=actor, schema_version=schema_version)
+    await session.execute(
+        insert(OutboxRow).values(
+            id=event.id,
+            tenant_id=event.tenant_id,
+            event_type=event.type,
+            subject=subject_for(event.type, event.tenant_id),
+            payload=_encoder.encode(event),
+            headers=inject_headers(),
+        )
+    )
+    return event
+
+
+# --------------------------------------------------------------------------- NATS
+
+
+async def connect_nats(
+    settings: PlatformSettings, *, name: str | None = None, wait: bool = True
+) -> NatsClient:
+    """Connect with endless reconnects; keep trying the first connect if ``wait``."""
+    while True:
+        try:
+            return await nats.connect(
+                servers=[settings.nats_url],
+                name=name or f"crm-{settings.service_name}",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                allow_reconnect=True,
+            )
+        except Exception:
+            if not wait:
+                raise
+            log.warning("nats.connect_failed", url=settings.nats_url)
+            await asyncio.sleep(0.5)
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Declare the event and dead-letter streams (idempotent)."""
+    configs = [
+        StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=[f"{SUBJECT_ROOT}.>"],
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            max_age=7 * 24 * 3600,
+            duplicate_window=15 * 60,
+        ),
+        StreamConfig(
+            name=DLQ_STREAM,
+            subjects=[f"{DLQ_ROOT}.>"],
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            max_age=30 * 24 * 3600,
+        ),
+    ]
+    for config in configs:
+        try:
+            await js.stream_info(config.name)
+            await js.update_stream(config)
+        except NotFoundError:
+            await js.add_stream(config)
+
+
+# --------------------------------------------------------------------------- relay
+
+
+class OutboxRelay:
+    """Moves committed outbox rows to JetStream."""
+
+    def __init__(
+        self,
+        db: Database,
+        js: JetStreamContext,
+        settings: PlatformSettings,
+    ) -> None:
+        self.db = db
+        self.js = js
+        self.settings = settings
+        self._wake = asyncio.Event()
+        self._tracer = tracer(f"{settings.service_name}.outbox")
+        self.published = 0
+
+    _PENDING = (
+        select(OutboxRow.id, OutboxRow.subject, OutboxRow.payload, OutboxRow.headers)
+        .where(OutboxRow.published_at.is_(None))
+        .order_by(OutboxRow.created_at)
+        .with_for_update(skip_locked=True)
+    )
+
+    async def _publish(self, row: Any) -> None:
+        parent = extract_context(row.headers)
+        with self._tracer.start_as_current_span(
+            f"{row.subject} publish",
+            context=parent,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": row.subject,
+                "messaging.message.id": str(row.id),
+            },
+        ):
+            headers = inject_headers({"Nats-Msg-Id": str(row.id)})
+            await self.js.publish(row.subject, row.payload, headers=headers, timeout=5)
+
+    async def flush_once(self) -> int:
+        """Publish one batch; returns how many rows were published."""
+        async with self.db.engine.begin() as conn:
+            rows = (await conn.execute(self._PENDING.limit(self.settings.outbox_batch_size))).all()
+            if not rows:
+                return 0
+            results = await asyncio.gather(
+                *(self._publish(r) for r in rows), return_exceptions=True
+            )
+            done = [r.id for r, res in zip(rows, results, strict=True) if res is None]
+            failed = [(r.id, res) for r, res in zip(rows, results, strict=True) if res is not None]
+            if done:
+                await conn.execute(
+                    update(OutboxRow).where(OutboxRow.id.in_(done)).values(published_at=func.now())
+                )
+            for row_id, exc in failed:
+                await conn.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id == row_id)
+                    .values(attempts=OutboxRow.attempts + 1, last_error=repr(exc)[:1000])
+                )
+        self.published += len(done)
+        if failed:
+            raise ConnectionError(f"{len(failed)} outbox publishes failed: {failed[0][1]!r}")
+        return len(done)
+
+    async def purge_published(self, older_than_hours: int = 24) -> int:
+        async with self.db.engine.begin() as conn:
+            result = await conn.execute(
+                text(
+                    "DELETE FROM platform.outbox WHERE published_at < now() - make_interval(hours => :h)"
+                ),
+                {"h": older_than_hours},
+            )
+            return result.rowcount or 0
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """LISTEN for outbox inserts; reconnects forever."""
+        import asyncpg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.settings.async_database_url)
+        while not stop.is_set():
+            conn = None
+            try:
+                conn = await asyncpg.connect(
+                    host=url.host,
+                    port=url.port,
+                    user=url.username,
+                    password=url.password,
+                    database=url.database,
+                )
+                await conn.add_listener("crm_outbox", lambda *_: self._wake.set())
+                self._wake.set()  # catch up on anything committed while not listening
+                while not stop.is_set() and not conn.is_closed():
+                    await asyncio.sleep(1)
+            except Exception:
+                await asyncio.sleep(1)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        listener = asyncio.create_task(self._listen(stop))
+        backoff = 0.2
+        last_purge = time.monotonic()
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    n = await self.flush_once()
+                    backoff = 0.2
+                except Exception as exc:  # NATS or DB down: rows stay, retry later
+                    log.warning("outbox.flush_failed", error=repr(exc))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                if n >= self.settings.outbox_batch_size:
+                    continue
+                if time.monotonic() - last_purge > 3600:
+                    last_purge = time.monotonic()
+                    with contextlib.suppress(Exception):
+                        await self.purge_published()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), timeout=self.settings.outbox_poll_interval_seconds
+                    )
+        finally:
+            listener.cancel()
+            with contextlib.suppress(BaseException):
+                await listener
+
+
+# --------------------------------------------------------------------------- consumers
+
+
+@dataclass
+class EventContext:
+    """What a handler gets: the event and the one transaction it runs in."""
+
+    event: Event
+    session: AsyncSession
+    db: Database
+    consumer: str
+    subject: str
+
+    async def emit(
+        self,
+        event_type: str,
+        data: dict[str, Any] | None = None,
+        *,
+        tenant_id: uuid.UUID | str | None = None,
+        actor: str | None = None,
+    ) -> Event:
+        return await emit(
+            self.session,
+            event_type,
+            tenant_id if tenant_id is not None else self.event.tenant_id,
+            data,
+            actor=actor,
+        )
+
+
+Handler = Callable[[EventContext], Awaitable[None]]
+
+
+@dataclass
+class Subscription:
+    """A durable consumer: which event types it takes and what it does with them.
+
+    ``scope="tenant"`` runs the handler in a session bound to the event's tenant
+    (and skips events of tenants this service does not know or has deleted);
+    ``scope="platform"`` runs it in a platform session (lifecycle handlers).
+    """
+
+    name: str
+    event_types: Sequence[str]
+    handler: Handler
+    scope: Literal["tenant", "platform"] = "tenant"
+    max_deliver: int | None = None
+    batch: int = 100
+
+    def __post_init__(self) -> None:
+        if not _DURABLE_RE.match(self.name):
+            raise ValueError(f"bad consumer name {self.name!r}")
+        for pattern in self.event_types:
+            subject_filter(pattern)
+
+
+class PoisonMessage(Exception):
+    """A message that can never be processed (undecodable, invalid tenant)."""
+
+
+@dataclass
+class EventWorker:
+    """Runs a service's subscriptions against JetStream."""
+
+    db: Database
+    js: JetStreamContext
+    settings: PlatformSettings
+    subscriptions: Sequence[Subscription]
+    processed: int = 0
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def durable_name(self, sub: Subscription) -> str:
+        return f"{self.settings.service_name}-{sub.name}"
+
+    def _config(self, sub: Subscription) -> ConsumerConfig:
+        filters = [subject_filter(p) for p in sub.event_types]
+        return ConsumerConfig(
+            durable_name=self.durable_name(sub),
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            max_deliver=sub.max_deliver or self.settings.consumer_max_deliver,
+            ack_wait=self.settings.consumer_ack_wait_seconds,
+            filter_subject=filters[0] if len(filters) == 1 else None,
+            filter_subjects=filters if len(filters) > 1 else None,
+            max_ack_pending=10_000,
+        )
+
+    async def ensure_consumers(self) -> None:
+        for sub in self.subscriptions:
+            await self.js.add_consumer(EVENTS_STREAM, self._config(sub))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._tasks = [asyncio.create_task(self._run_one(sub, stop)) for sub in self.subscriptions]
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            for t in self._tasks:
+                t.cancel()
+
+    async def _run_one(self, sub: Subscription, stop: asyncio.Event) -> None:
+        psub = None
+        while not stop.is_set():
+            try:
+                if psub is None:
+                    await self.js.add_consumer(EVENTS_STREAM, self._config(sub))
+                    psub = await self.js.pull_subscribe_bind(
+                        durable=self.durable_name(sub), stream=EVENTS_STREAM
+                    )
+                try:
+                    msgs = await psub.fetch(sub.batch, timeout=1.0)
+                except TimeoutError:
+                    continue
+                for msg in msgs:
+                    await self.process(sub, msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS away: keep trying
+                log.warning("consumer.fetch_failed", consumer=sub.name, error=repr(exc))
+                if psub is not None:
+                    with contextlib.suppress(Exception):
+                        await psub.unsubscribe()
+                psub = None
+                await asyncio.sleep(0.5)
+
+    async def process(self, sub: Subscription, msg: Msg) -> None:
+        consumer = self.durable_name(sub)
+        delivered = msg.metadata.num_delivered if msg.metadata else 1
+        max_deliver = sub.max_deliver or self.settings.consumer_max_deliver
+        parent = extract_context(dict(msg.headers or {}))
+        with tracer(f"{self.settings.service_name}.consumer").start_as_current_span(
+            f"{msg.subject} process",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": msg.subject,
+                "messaging.consumer.group.name": consumer,
+                "messaging.message.delivery_count": delivered,
+            },
+        ) as span:
+            try:
+                try:
+                    event = msgspec.json.decode(msg.data, type=Event)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    raise PoisonMessage(f"undecodable event: {exc}") from exc
+                span.set_attribute("messaging.message.id", str(event.id))
+                await self._apply(sub, consumer, event, msg.subject)
+                await msg.ack()
+                self.processed += 1
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR))
+                if isinstance(exc, PoisonMessage) or delivered >= max_deliver:
+                    await self._dead_letter(consumer, msg, exc, delivered)
+                    await msg.term()
+                else:
+                    backoff = self.settings.consumer_backoff_seconds
+                    delay = backoff[min(delivered - 1, len(backoff) - 1)] if backoff else 1.0
+                    log.warning(
+                        "consumer.retry",
+                        consumer=consumer,
+                        subject=msg.subject,
+                        delivered=delivered,
+                        error=repr(exc),
+                    )
+                    await msg.nak(delay=delay)
+
+    async def _apply(self, sub: Subscription, consumer: str, event: Event, subject: str) -> None:
+        if sub.scope == "tenant":
+            async with self.db.platform_session() as session:
+                status = (
+                    await session.execute(
+                        select(TenantRegistryRow.status).where(
+                            TenantRegistryRow.tenant_id == event.tenant_id
+                        )
+                    )
+                ).scalar_one_or_none()
+            if status is None or status in ("deleted", "deprovisioned"):
+                log.info(
+                    "consumer.skip_unknown_tenant", consumer=consumer, tenant=str(event.tenant_id)
+                )
+                return
+            session_cm = self.db.tenant_session(event.tenant_id)
+        else:
+            session_cm = self.db.platform_session()
+        async with session_cm as session:
+            claimed = await session.execute(
+                pg_insert(InboxRow)
+                .values(
+                    consumer=consumer,
+                    event_id=event.id,
+                    tenant_id=event.tenant_id,
+                    event_type=event.type,
+                )
+                .on_conflict_do_nothing()
+                .returning(InboxRow.event_id)
+            )
+            if claimed.first() is None:
+                return  # already applied: a redelivery or a duplicate publish
+            await sub.handler(EventContext(event, session, self.db, consumer, subject))
+
+    async def _dead_letter(self, consumer: str, msg: Msg, exc: Exception, delivered: int) -> None:
+        headers = {k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-")}
+        headers.update(
+            {
+                "Crm-Dlq-Consumer": consumer,
+                "Crm-Dlq-Subject": msg.subject,
+                "Crm-Dlq-Error": repr(exc)[:500],
+                "Crm-Dlq-Delivered": str(delivered),
+                "Crm-Dlq-At": datetime.now(UTC).isoformat(),
+            }
+        )
+        log.error("consumer.dead_letter", consumer=consumer, subject=msg.subject, error=repr(exc))
+        await self.js.publish(f"{DLQ_ROOT}.{consumer}", msg.data, headers=headers, timeout=5)

@@ -1,0 +1,162 @@
+"""What a service is made of and how its processes start.
+
+A service declares a ``ServiceDefinition`` (name, database schema, HTTP
+handlers, event subscriptions); ``build_app`` turns it into the web process and
+``run_worker`` into the worker process (outbox relay + consumers). Both share
+one ``ServiceRuntime``: the settings, the database pool and the NATS link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from nats.aio.client import Client as NatsClient
+from sqlalchemy import text
+
+from crm_lib.events import EventWorker, OutboxRelay, Subscription, connect_nats, ensure_streams
+from crm_lib.http import create_app
+from crm_lib.migrations import ServiceSchema, upgrade_platform
+from crm_lib.provisioning import lifecycle_subscription
+from crm_lib.settings import PlatformSettings, settings_for
+from crm_lib.telemetry import get_logger, setup_logging, setup_tracing
+from crm_lib.tenancy import Database, ensure_database
+
+log = get_logger("crm.service")
+
+
+class ServiceRuntime:
+    """Process-wide resources of one service."""
+
+    def __init__(self, settings: PlatformSettings) -> None:
+        self.settings = settings
+        self.db = Database(settings)
+        self.nc: NatsClient | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+
+    async def _connect(self) -> None:
+        self.nc = await connect_nats(self.settings, wait=True)
+
+    def start_nats(self) -> None:
+        """Connect to NATS in the background: a web process starts even if NATS is away."""
+        if self._connect_task is None:
+            self._connect_task = asyncio.create_task(self._connect())
+
+    async def nats(self) -> NatsClient:
+        if self.nc is None:
+            self.start_nats()
+            assert self._connect_task is not None
+            await self._connect_task
+        assert self.nc is not None
+        return self.nc
+
+    async def db_ready(self) -> bool:
+        async with self.db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+
+    async def nats_ready(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    async def close(self) -> None:
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._connect_task
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        await self.db.dispose()
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    schema: ServiceSchema
+    route_handlers: Sequence[Any] = ()
+    subscriptions: Callable[[ServiceRuntime], list[Subscription]] = field(
+        default=lambda _runtime: []
+    )
+    settings_factory: Callable[[], PlatformSettings] | None = None
+
+    def settings(self) -> PlatformSettings:
+        if self.settings_factory is not None:
+            return self.settings_factory()
+        return settings_for(self.name)
+
+    def all_subscriptions(self, runtime: ServiceRuntime) -> list[Subscription]:
+        return [lifecycle_subscription(self.name, self.schema), *self.subscriptions(runtime)]
+
+
+async def prepare_database(definition: ServiceDefinition, settings: PlatformSettings) -> None:
+    """Create the service database and bring the platform tracks to head."""
+    await ensure_database(settings)
+    db = Database(settings, pool_size=1, max_overflow=0)
+    try:
+        await upgrade_platform(db, definition.schema)
+    finally:
+        await db.dispose()
+
+
+def build_app(
+    definition: ServiceDefinition,
+    settings: PlatformSettings | None = None,
+    *,
+    runtime: ServiceRuntime | None = None,
+) -> Litestar:
+    settings = settings or definition.settings()
+    setup_logging(settings)
+    setup_tracing(settings)
+    owned = runtime is None
+    rt = runtime or ServiceRuntime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+        rt.start_nats()
+        try:
+            yield
+        finally:
+            if owned:
+                await rt.close()
+
+    return create_app(
+        service=definition.name,
+        route_handlers=definition.route_handlers,
+        readiness={"database": rt.db_ready, "nats": rt.nats_ready},
+        lifespan=[lifespan],
+        dependencies={"runtime": Provide(lambda: rt, sync_to_thread=False)},
+        state={"runtime": rt, "settings": settings},
+    )
+
+
+async def run_worker(
+    definition: ServiceDefinition,
+    stop: asyncio.Event,
+    settings: PlatformSettings | None = None,
+    *,
+    runtime: ServiceRuntime | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """The worker process: relay the outbox and run the consumers until ``stop``."""
+    settings = settings or definition.settings()
+    rt = runtime or ServiceRuntime(settings)
+    try:
+        nc = await rt.nats()
+        js = nc.jetstream()
+        await ensure_streams(js)
+        relay = OutboxRelay(rt.db, js, settings)
+        worker = EventWorker(rt.db, js, settings, definition.all_subscriptions(rt))
+        await worker.ensure_consumers()
+        if ready is not None:
+            ready.set()
+        log.info("worker.started", service=definition.name)
+        await asyncio.gather(relay.run(stop), worker.run(stop))
+    finally:
+        if runtime is None:
+            await rt.close()

@@ -1,0 +1,146 @@
+"""pytest plugin: real servers and a running platform for the test suites.
+
+Session fixtures start embedded PostgreSQL, NATS JetStream and Redis on free
+ports in a temporary directory (never the machine's own 5432/4222/6379), and
+can run every service's worker in-process. Load with
+``pytest_plugins = ["crm_lib.testing"]`` in the root ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from crm_lib.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis
+from crm_lib.events import connect_nats, ensure_streams
+from crm_lib.registry import load_service
+from crm_lib.service import ServiceDefinition, ServiceRuntime, prepare_database, run_worker
+from crm_lib.settings import SERVICE_NAMES, PlatformSettings
+from crm_lib.telemetry import setup_tracing
+
+
+@dataclass
+class ServerUrls:
+    database_url: str
+    nats_url: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def pg_server(servers_dir: Path) -> Iterator[EmbeddedPostgres]:
+    with EmbeddedPostgres(servers_dir / "pg", fast=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def nats_server(servers_dir: Path) -> Iterator[EmbeddedNats]:
+    with EmbeddedNats(servers_dir / "nats") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server(servers_dir: Path) -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(servers_dir / "redis") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    setup_tracing(PlatformSettings(service_name="tests"), exporter=exporter)
+    return exporter
+
+
+SettingsFactory = Callable[..., PlatformSettings]
+
+
+@pytest.fixture(scope="session")
+def make_settings(
+    pg_server: EmbeddedPostgres, nats_server: EmbeddedNats, redis_server: EmbeddedRedis
+) -> SettingsFactory:
+    """Settings for a service pointing at the test servers (overrides as keywords)."""
+
+    def factory(service: str = "platform", **overrides: Any) -> PlatformSettings:
+        values: dict[str, Any] = {
+            "service_name": service,
+            "database_url": pg_server.url,
+            "nats_url": nats_server.url,
+            "redis_url": redis_server.url,
+            "log_json": True,
+            "log_level": "WARNING",
+            "consumer_backoff_seconds": (0.05, 0.1, 0.2),
+            "outbox_poll_interval_seconds": 0.5,
+        }
+        values.update(overrides)
+        definition_settings: type[PlatformSettings] = PlatformSettings
+        if service in SERVICE_NAMES and load_service(service).settings_factory is not None:
+            definition_settings = load_service(service).settings_factory  # type: ignore[assignment]
+        return definition_settings(**values)
+
+    return factory
+
+
+def scratch_database_name(prefix: str = "scratch") -> str:
+    return f"crm_{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class RunningPlatform:
+    """All five services' workers running in this process, plus their runtimes."""
+
+    runtimes: dict[str, ServiceRuntime]
+    definitions: dict[str, ServiceDefinition]
+    stop: asyncio.Event
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def runtime(self, service: str) -> ServiceRuntime:
+        return self.runtimes[service]
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def platform(
+    make_settings: SettingsFactory, span_exporter: InMemorySpanExporter
+) -> AsyncIterator[RunningPlatform]:
+    definitions = {name: load_service(name) for name in SERVICE_NAMES}
+    runtimes: dict[str, ServiceRuntime] = {}
+    for name, definition in definitions.items():
+        settings = make_settings(name, operator_token="test-operator-token")
+        await prepare_database(definition, settings)
+        runtimes[name] = ServiceRuntime(settings)
+    nc = await connect_nats(make_settings("tests"))
+    await ensure_streams(nc.jetstream())
+    await nc.close()
+    stop = asyncio.Event()
+    running = RunningPlatform(runtimes, definitions, stop)
+    readies = []
+    for name, definition in definitions.items():
+        ready = asyncio.Event()
+        readies.append(ready)
+        running.tasks.append(
+            asyncio.create_task(
+                run_worker(definition, stop, runtimes[name].settings, runtime=runtimes[name],
+                           ready=ready)
+            )
+        )
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=60)
+    yield running
+    stop.set()
+    for task in running.tasks:
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, timeout=10)
+    for rt in runtimes.values():
+        await rt.close()

@@ -1,0 +1,218 @@
+"""The embedded servers are real: write data, restart, read it back (no mocks, no Docker)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import nats
+import pytest
+import redis
+
+from crm_lib.devstack import (
+    PG_OS_USER,
+    RESERVED_PORTS,
+    EmbeddedNats,
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    free_port,
+)
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def test_free_port_and_reserved_ports(tmp_path: Path) -> None:
+    port = free_port()
+    assert 1024 < port < 65536
+    assert port not in RESERVED_PORTS
+    assert not _port_open(port)
+    for reserved in (5432, 6379, 4222):
+        with pytest.raises(ValueError):
+            EmbeddedRedis(tmp_path, reserved)
+
+
+# --- PostgreSQL --------------------------------------------------------------------------
+
+
+async def _pg_write(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE TABLE t (id int PRIMARY KEY, name text)")
+        await conn.execute("INSERT INTO t VALUES (1, 'Ärger')")
+    finally:
+        await conn.close()
+
+
+async def _pg_read(url: str) -> tuple[str, str, int, str]:
+    conn = await asyncpg.connect(url)
+    try:
+        name = await conn.fetchval("SELECT upper(name) FROM t WHERE id = 1")
+        encoding = await conn.fetchval("SHOW server_encoding")
+        max_conn = int(await conn.fetchval("SHOW max_connections"))
+        listen = await conn.fetchval("SHOW listen_addresses")
+        return name, encoding, max_conn, listen
+    finally:
+        await conn.close()
+
+
+def test_postgres_persists_across_restart_and_crash(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg", free_port(), fast=True)
+    assert pg.url == f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
+    with pg:
+        pg.start()  # idempotent while running
+        asyncio.run(_pg_write(pg.url))
+    assert not _port_open(pg.port)
+    assert not (pg.data_dir / "postmaster.pid").exists()
+
+    pg.start()
+    assert asyncio.run(_pg_read(pg.url)) == ("ÄRGER", "UTF8", 300, "127.0.0.1")
+
+    # a crash leaves postmaster.pid behind; start() must recover (fsync=off, but the OS has it)
+    pg.kill()
+    assert (pg.data_dir / "postmaster.pid").exists()
+    pg.start()
+    assert asyncio.run(_pg_read(pg.url))[0] == "ÄRGER"
+
+    # a second handle on the same dir/port adopts the running server instead of failing
+    again = EmbeddedPostgres(pg.data_dir, pg.port)
+    again.start()
+    again.stop()
+    assert not _port_open(pg.port)
+    pg.stop()  # already stopped: no-op
+
+
+def test_postgres_ignores_stale_pid_of_unrelated_process(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg", fast=True)
+    pg.start()
+    pg.stop()
+    pidfile = pg.data_dir / "postmaster.pid"
+    # The pid in a stale postmaster.pid got reused by an unrelated live process of the same OS
+    # user: postgres itself would refuse to start ("lock file already exists").
+    squatter = subprocess.Popen(  # noqa: S603
+        [shutil.which("sleep") or "/bin/sleep", "60"],  # not our python: /root is 0700
+        user=PG_OS_USER if os.geteuid() == 0 else None,
+    )
+    try:
+        pidfile.write_text(
+            f"{squatter.pid}\n{pg.data_dir}\n0\n{pg.port}\n\n127.0.0.1\n0 0\nready\n"
+        )
+        with pg:
+            assert _port_open(pg.port)
+        assert squatter.poll() is None  # left alone
+    finally:
+        squatter.kill()
+        squatter.wait()
+
+
+# --- NATS JetStream ----------------------------------------------------------------------
+
+
+async def _nats_write(url: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="DEVSTACK", subjects=["devstack.>"])
+        ack = await js.publish("devstack.hello", b"world")
+        assert ack.seq == 1
+    finally:
+        await nc.drain()
+
+
+async def _nats_read(url: str) -> tuple[int, bytes]:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info("DEVSTACK")
+        msg = await js.get_msg("DEVSTACK", seq=1)
+        return info.state.messages, msg.data or b""
+    finally:
+        await nc.drain()
+
+
+def test_nats_jetstream_persists_across_restart(tmp_path: Path) -> None:
+    ns = EmbeddedNats(tmp_path / "nats", free_port())
+    assert ns.url == f"nats://127.0.0.1:{ns.port}"
+    with ns:
+        asyncio.run(_nats_write(ns.url))
+    assert not _port_open(ns.port)
+    with ns:
+        assert asyncio.run(_nats_read(ns.url)) == (1, b"world")
+        ns.kill()
+        assert not _port_open(ns.port)
+        ns.start()
+        assert asyncio.run(_nats_read(ns.url)) == (1, b"world")
+
+
+# --- Redis -------------------------------------------------------------------------------
+
+
+def test_redis_persists_across_restart(tmp_path: Path) -> None:
+    rs = EmbeddedRedis(tmp_path / "redis", free_port())
+    assert rs.url == f"redis://127.0.0.1:{rs.port}/0"
+    with rs:
+        r = redis.Redis.from_url(rs.url)
+        r.set("k", "v")
+        r.close()
+    assert not _port_open(rs.port)
+    assert (rs.data_dir / "appendonly.aof").exists()
+
+    rs.start()
+    # a second handle on the same dir/port replaces the (orphaned) first process
+    other = EmbeddedRedis(rs.data_dir, rs.port)
+    with other:
+        assert rs.pid is None or not _alive(rs.pid)
+        r = redis.Redis.from_url(other.url)
+        assert r.get("k") == b"v"
+        r.close()
+    rs.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_servers_die_with_their_parent(tmp_path: Path) -> None:
+    """If the owning process is SIGKILLed, the watchdogs stop its servers (no orphans)."""
+    ports = [free_port() for _ in range(3)]
+    script = (
+        "import time\n"
+        "from pathlib import Path\n"
+        "from crm_lib.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis\n"
+        f"root = Path({str(tmp_path)!r})\n"
+        f"EmbeddedPostgres(root / 'pg', {ports[0]}, fast=True).start()\n"
+        f"EmbeddedNats(root / 'nats', {ports[1]}).start()\n"
+        f"EmbeddedRedis(root / 'redis', {ports[2]}).start()\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)  # noqa: S603
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == b"up"
+        assert all(_port_open(p) for p in ports)
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 15
+    while any(_port_open(p) for p in ports) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_port_open(p) for p in ports)
+    # postgres got a clean fast shutdown, not a crash
+    assert not (tmp_path / "pg" / "postmaster.pid").exists()

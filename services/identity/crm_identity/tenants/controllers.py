@@ -1,0 +1,105 @@
+"""Operator endpoints for the tenant registry (not routed by the public gateway)."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Response, delete, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import Parameter
+
+from crm_identity.settings import IdentitySettings
+from crm_identity.tenants import schemas
+from crm_identity.tenants.repository import TenantRepository
+from crm_identity.tenants.service import TenantService, to_schema
+from crm_lib.http import ProblemError
+from crm_lib.service import ServiceRuntime
+
+
+def operator_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    settings: IdentitySettings = connection.app.state.settings
+    expected = settings.operator_token.get_secret_value() if settings.operator_token else None
+    if not expected:
+        raise ProblemError(403, "Operator endpoints are disabled (CRM_OPERATOR_TOKEN unset).")
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise ProblemError(401, "A valid operator token is required.",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+
+def _encode_cursor(tenant_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(tenant_id.bytes).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise ProblemError(400, "Malformed cursor.", errors=[
+            {"field": "cursor", "message": "not a cursor returned by this API"}]) from exc
+
+
+class TenantController(Controller):
+    path = "/internal/v1/tenants"
+    guards = [operator_guard]
+    tags = ["tenants (operator)"]
+
+    @post("/", status_code=201)
+    async def create_tenant(
+        self, data: schemas.TenantCreate, runtime: ServiceRuntime
+    ) -> schemas.Tenant:
+        settings: IdentitySettings = runtime.settings  # type: ignore[assignment]
+        async with runtime.db.platform_session() as session:
+            svc = TenantService(session, settings.provisioning_services)
+            tenant = await svc.create(data, actor="operator")
+            return await svc.get(tenant.id)
+
+    @get("/")
+    async def list_tenants(
+        self,
+        runtime: ServiceRuntime,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+        status: str | None = None,
+    ) -> schemas.TenantPage:
+        after = _decode_cursor(cursor) if cursor else None
+        async with runtime.db.platform_session() as session:
+            rows = await TenantRepository(session).page(limit + 1, after, status)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return schemas.TenantPage(
+            data=[to_schema(t) for t in rows],
+            next_cursor=_encode_cursor(rows[-1].id) if more and rows else None,
+        )
+
+    @get("/{tenant_id:uuid}")
+    async def get_tenant(self, tenant_id: uuid.UUID, runtime: ServiceRuntime) -> schemas.Tenant:
+        settings: IdentitySettings = runtime.settings  # type: ignore[assignment]
+        async with runtime.db.platform_session() as session:
+            return await TenantService(session, settings.provisioning_services).get(tenant_id)
+
+    @post("/{tenant_id:uuid}/retry", status_code=202)
+    async def retry_provisioning(
+        self, tenant_id: uuid.UUID, runtime: ServiceRuntime
+    ) -> schemas.Tenant:
+        settings: IdentitySettings = runtime.settings  # type: ignore[assignment]
+        async with runtime.db.platform_session() as session:
+            svc = TenantService(session, settings.provisioning_services)
+            await svc.retry_provisioning(tenant_id, actor="operator")
+            return await svc.get(tenant_id)
+
+    @delete("/{tenant_id:uuid}", status_code=202)
+    async def delete_tenant(
+        self, tenant_id: uuid.UUID, runtime: ServiceRuntime
+    ) -> Response[schemas.Tenant]:
+        settings: IdentitySettings = runtime.settings  # type: ignore[assignment]
+        async with runtime.db.platform_session() as session:
+            svc = TenantService(session, settings.provisioning_services)
+            await svc.request_deletion(tenant_id, actor="operator")
+            tenant = await svc.get(tenant_id)
+        return Response(tenant, status_code=202)
