@@ -1,0 +1,311 @@
+{{/*
+Service components (everything except the gateway), in a fixed order.
+*/}}
+{{- define "crm.serviceNames" -}}
+identity contacts sales marketing support
+{{- end -}}
+
+{{/* Chart name (app.kubernetes.io/name). */}}
+{{- define "crm.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Resource name prefix: fullnameOverride or the release name. Truncated to 46
+characters so the longest "<fullname>-marketing-worker" still fits a
+63-character DNS label without truncation collapsing two names into one.
+*/}}
+{{- define "crm.fullname" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 46 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "crm.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "crm.appVersion" -}}
+{{- .Values.image.tag | default .Chart.AppVersion -}}
+{{- end -}}
+
+{{- define "crm.image" -}}
+{{- printf "%s:%s" .Values.image.repository (include "crm.appVersion" .) -}}
+{{- end -}}
+
+{{- define "crm.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "crm.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "crm.labels" -}}
+helm.sh/chart: {{ include "crm.chart" . }}
+{{ include "crm.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "crm.appVersion" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: crm
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Per-component helpers take (dict "root" $ "component" "<name>").
+Workers use component "<service>-worker" so web Services never select them.
+*/}}
+{{- define "crm.componentName" -}}
+{{- printf "%s-%s" (include "crm.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "crm.componentSelectorLabels" -}}
+{{ include "crm.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "crm.componentLabels" -}}
+{{ include "crm.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "crm.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "crm.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Names of the chart-managed config objects. */}}
+{{- define "crm.configMapName" -}}
+{{- printf "%s-config" (include "crm.fullname" .) -}}
+{{- end -}}
+{{- define "crm.chartSecretName" -}}
+{{- printf "%s-secrets" (include "crm.fullname" .) -}}
+{{- end -}}
+{{- define "crm.databaseSecretName" -}}
+{{- printf "%s-database" (include "crm.fullname" .) -}}
+{{- end -}}
+{{/* Hook copies used by the migrations Job (they exist before pre-install hooks run). */}}
+{{- define "crm.migrationsName" -}}
+{{- printf "%s-migrations" (include "crm.fullname" .) -}}
+{{- end -}}
+
+{{/* Is the general Secret created by the chart? */}}
+{{- define "crm.chartManagesSecret" -}}
+{{- if and .Values.secrets.create (not .Values.secrets.existingSecret) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Enabled service names, space separated. */}}
+{{- define "crm.enabledServices" -}}
+{{- $out := list -}}
+{{- range $svc := splitList " " (include "crm.serviceNames" .) -}}
+{{- $c := index $.Values.components $svc -}}
+{{- if $c.enabled -}}{{- $out = append $out $svc -}}{{- end -}}
+{{- end -}}
+{{- join " " $out -}}
+{{- end -}}
+
+{{/* ConfigMap data (also hashed into the pod checksum annotation). */}}
+{{- define "crm.configData" -}}
+CRM_ENVIRONMENT: {{ .Values.config.environment | quote }}
+CRM_LOG_LEVEL: {{ .Values.config.logLevel | quote }}
+CRM_BILLING_MODE: {{ .Values.config.billingMode | quote }}
+CRM_NATS_URL: {{ .Values.config.natsUrl | quote }}
+{{- if and .Values.config.redisUrl (not .Values.secrets.redisUrl) }}
+CRM_REDIS_URL: {{ .Values.config.redisUrl | quote }}
+{{- end }}
+{{- with .Values.config.otlpEndpoint }}
+CRM_OTLP_ENDPOINT: {{ . | quote }}
+{{- end }}
+{{- range $k, $v := .Values.config.extra }}
+{{ $k }}: {{ $v | toString | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Chart-managed general Secret data (stringData form). */}}
+{{- define "crm.secretData" -}}
+{{- if include "crm.chartManagesSecret" . -}}
+{{- $s := .Values.secrets -}}
+{{- $data := dict -}}
+{{- with $s.jwtPrivateKey }}{{ $_ := set $data "CRM_JWT_PRIVATE_KEY" . }}{{ end -}}
+{{- with $s.stripeSecretKey }}{{ $_ := set $data "CRM_STRIPE_SECRET_KEY" . }}{{ end -}}
+{{- with $s.stripeWebhookSecret }}{{ $_ := set $data "CRM_STRIPE_WEBHOOK_SECRET" . }}{{ end -}}
+{{- with $s.redisUrl }}{{ $_ := set $data "CRM_REDIS_URL" . }}{{ end -}}
+{{- range $k, $v := $s.extra }}{{ $_ := set $data $k ($v | toString) }}{{ end -}}
+{{- range $k, $v := $data }}
+{{ $k }}: {{ $v | quote }}
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Where a service's CRM_DATABASE_URL comes from.
+Input: (dict "root" $ "name" "<service>" "hook" bool). Output: a secretKeyRef body.
+*/}}
+{{- define "crm.databaseUrlRef" -}}
+{{- $c := index .root.Values.components .name -}}
+{{- $db := $c.database | default dict -}}
+{{- $key := printf "CRM_%s_DATABASE_URL" (upper .name) -}}
+{{- if $db.existingSecret -}}
+name: {{ $db.existingSecret }}
+key: {{ $db.existingSecretKey | default $key }}
+{{- else if .root.Values.database.existingSecret -}}
+name: {{ .root.Values.database.existingSecret }}
+key: {{ $db.existingSecretKey | default $key }}
+{{- else -}}
+name: {{ ternary (include "crm.migrationsName" .root) (include "crm.databaseSecretName" .root) .hook }}
+key: {{ $key }}
+{{- end -}}
+{{- end -}}
+
+{{- define "crm.databaseName" -}}
+{{- $c := index .root.Values.components .name -}}
+{{- $db := $c.database | default dict -}}
+{{- $db.name | default (printf "crm_%s" .name) -}}
+{{- end -}}
+
+{{/* Chart-managed database Secret data: one key per enabled service without an existing Secret. */}}
+{{- define "crm.databaseSecretData" -}}
+{{- $root := . -}}
+{{- range $svc := splitList " " (include "crm.enabledServices" .) -}}
+{{- if $svc -}}
+{{- $c := index $root.Values.components $svc -}}
+{{- $db := $c.database | default dict -}}
+{{- if not (or $db.existingSecret $root.Values.database.existingSecret) }}
+{{- $url := $db.url | default $root.Values.database.url -}}
+{{- if not $url -}}
+{{- fail (printf "components.%s: set database.url, components.%s.database.url or an existingSecret" $svc $svc) -}}
+{{- end }}
+{{ printf "CRM_%s_DATABASE_URL" (upper $svc) }}: {{ $url | quote }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod template annotations: config checksums roll pods on config changes. */}}
+{{- define "crm.checksumAnnotations" -}}
+checksum/config: {{ include "crm.configData" . | sha256sum }}
+checksum/secrets: {{ printf "%s\n%s" (include "crm.secretData" .) (include "crm.databaseSecretData" .) | sha256sum }}
+{{- end -}}
+
+{{/*
+envFrom: the ConfigMap, then the Secret (later sources win on duplicate keys).
+Input: (dict "root" $ "hook" bool).
+*/}}
+{{- define "crm.envFrom" -}}
+- configMapRef:
+    name: {{ ternary (include "crm.migrationsName" .root) (include "crm.configMapName" .root) .hook }}
+{{- if .root.Values.secrets.existingSecret }}
+- secretRef:
+    name: {{ .root.Values.secrets.existingSecret }}
+{{- else if .root.Values.secrets.create }}
+- secretRef:
+    name: {{ ternary (include "crm.migrationsName" .root) (include "crm.chartSecretName" .root) .hook }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Container env of a web or worker process.
+Input: (dict "root" $ "name" "<component>" "worker" bool).
+*/}}
+{{- define "crm.componentEnv" -}}
+{{- $root := .root -}}
+{{- $c := index $root.Values.components .name -}}
+{{- $plain := dict "CRM_SERVICE_NAME" .name -}}
+{{- if eq .name "gateway" -}}
+{{- range $svc := splitList " " (include "crm.enabledServices" $root) -}}
+{{- if $svc -}}
+{{- $_ := set $plain (printf "CRM_%s_URL" (upper $svc)) (printf "http://%s:80" (include "crm.componentName" (dict "root" $root "component" $svc))) -}}
+{{- end -}}
+{{- end -}}
+{{- else -}}
+{{- $_ := set $plain "CRM_DATABASE_NAME" (include "crm.databaseName" (dict "root" $root "name" .name)) -}}
+{{- end -}}
+{{- range $k, $v := $c.env }}{{ $_ := set $plain $k ($v | toString) }}{{ end -}}
+{{- if .worker -}}
+{{- range $k, $v := (($c.worker | default dict).env | default dict) }}{{ $_ := set $plain $k ($v | toString) }}{{ end -}}
+{{- end -}}
+{{- if ne .name "gateway" }}
+- name: CRM_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      {{- include "crm.databaseUrlRef" (dict "root" $root "name" .name "hook" false) | nindent 6 }}
+{{- end }}
+{{- range $k, $v := $plain }}
+- name: {{ $k }}
+  value: {{ $v | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "crm.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext -}}
+{{- end -}}
+
+{{- define "crm.containerSecurityContext" -}}
+{{- toYaml .Values.securityContext -}}
+{{- end -}}
+
+{{/*
+Shared pod-level fields (after containers).
+Input: (dict "root" $ "component" "<component label>" ["serviceAccountName" "<override>"]).
+topologySpreadConstraints without a labelSelector get the component's selector labels.
+*/}}
+{{- define "crm.podCommon" -}}
+{{- $component := .component -}}
+{{- $root := .root -}}
+{{- $sa := .serviceAccountName | default (include "crm.serviceAccountName" .root) -}}
+{{- with .root -}}
+serviceAccountName: {{ $sa }}
+automountServiceAccountToken: false
+securityContext:
+  {{- include "crm.podSecurityContext" . | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- range $tsc := . }}
+  {{- $t := deepCopy $tsc }}
+  {{- if not (hasKey $t "labelSelector") }}
+  {{- $_ := set $t "labelSelector" (dict "matchLabels" (include "crm.componentSelectorLabels" (dict "root" $root "component" $component) | fromYaml)) }}
+  {{- end }}
+  - {{- toYaml $t | nindent 4 }}
+  {{- end }}
+{{- end }}
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- end -}}
+{{- end -}}
+
+{{- define "crm.tmpVolumeMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{/*
+Effective autoscaling settings of a component: top-level block overridden key by
+key by components.<name>.autoscaling (explicit false/0 wins, unlike sprig merge).
+Input: (dict "root" $ "name" "<component>"). Output: YAML.
+*/}}
+{{- define "crm.autoscaling" -}}
+{{- $c := index .root.Values.components .name -}}
+{{- $out := deepCopy .root.Values.autoscaling -}}
+{{- range $k, $v := ($c.autoscaling | default dict) }}{{ $_ := set $out $k $v }}{{ end -}}
+{{- toYaml $out -}}
+{{- end -}}
