@@ -83,12 +83,10 @@ class ServiceDefinition:
     subscriptions: Callable[[ServiceRuntime], list[Subscription]] = field(
         default=lambda _runtime: []
     )
-    settings_factory: Callable[[], PlatformSettings] | None = None
+    settings_class: type[PlatformSettings] | None = None
 
-    def settings(self) -> PlatformSettings:
-        if self.settings_factory is not None:
-            return self.settings_factory()
-        return settings_for(self.name)
+    def settings(self, **overrides: object) -> PlatformSettings:
+        return settings_for(self.name, self.settings_class, **overrides)  # type: ignore[arg-type]
 
     def all_subscriptions(self, runtime: ServiceRuntime) -> list[Subscription]:
         return [lifecycle_subscription(self.name, self.schema), *self.subscriptions(runtime)]

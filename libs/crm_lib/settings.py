@@ -77,6 +77,29 @@ class PlatformSettings(BaseSettings):
         return url.render_as_string(hide_password=False)
 
 
-def settings_for(service_name: str, **overrides: object) -> PlatformSettings:
-    """Settings for one service, environment first, then explicit overrides."""
-    return PlatformSettings(service_name=service_name, **overrides)  # type: ignore[arg-type]
+def service_database_overrides(service_name: str) -> dict[str, str]:
+    """Per-service database location from ``CRM_<SERVICE>_DATABASE_URL``/``_NAME``.
+
+    One process that acts for several services (``crm migrate --all``, the
+    Helm migrations Job) reaches each service's database this way; a service
+    process normally just gets ``CRM_DATABASE_URL``.
+    """
+    import os
+
+    prefix = f"CRM_{service_name.upper()}_"
+    found: dict[str, str] = {}
+    if url := os.environ.get(f"{prefix}DATABASE_URL"):
+        found["database_url"] = url
+    if name := os.environ.get(f"{prefix}DATABASE_NAME"):
+        found["database_name"] = name
+    return found
+
+
+def settings_for(
+    service_name: str, settings_cls: type[PlatformSettings] | None = None, **overrides: object
+) -> PlatformSettings:
+    """Settings for one service: environment, then per-service database vars, then overrides."""
+    values: dict[str, object] = {"service_name": service_name}
+    values.update(service_database_overrides(service_name))
+    values.update(overrides)
+    return (settings_cls or PlatformSettings)(**values)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import uvicorn
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from crm_lib.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis
@@ -86,10 +88,10 @@ def make_settings(
             "outbox_poll_interval_seconds": 0.5,
         }
         values.update(overrides)
-        definition_settings: type[PlatformSettings] = PlatformSettings
-        if service in SERVICE_NAMES and load_service(service).settings_factory is not None:
-            definition_settings = load_service(service).settings_factory  # type: ignore[assignment]
-        return definition_settings(**values)
+        settings_class = PlatformSettings
+        if service in SERVICE_NAMES:
+            settings_class = load_service(service).settings_class or PlatformSettings
+        return settings_class(**values)
 
     return factory
 
@@ -144,3 +146,58 @@ async def platform(
             await asyncio.wait_for(task, timeout=10)
     for rt in runtimes.values():
         await rt.close()
+
+
+# --------------------------------------------------------------------------- in-process HTTP
+
+
+class InProcessServer(uvicorn.Server):
+    """uvicorn on the test's own event loop, without signal handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class RunningServer:
+    def __init__(self, server: InProcessServer, task: asyncio.Task[None], port: int) -> None:
+        self.server = server
+        self.task = task
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, 10)
+
+
+async def serve_app(app: Any) -> RunningServer:
+    """Serve an ASGI app on a free port on the running loop (shares its pools).
+
+    ``proxy_headers`` is off: uvicorn would otherwise trust ``X-Forwarded-For``
+    from 127.0.0.1 (the test client) before the app sees it.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, lifespan="on", log_level="warning", access_log=False,
+        timeout_graceful_shutdown=2, proxy_headers=False,
+    )
+    server = InProcessServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server did not start")
+        await asyncio.sleep(0.01)
+    return RunningServer(server, task, sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def served(app: Any) -> AsyncIterator[RunningServer]:
+    running = await serve_app(app)
+    try:
+        yield running
+    finally:
+        await running.stop()

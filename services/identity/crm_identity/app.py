@@ -27,7 +27,7 @@ SERVICE = ServiceDefinition(
     schema=SCHEMA,
     route_handlers=[TenantController],
     subscriptions=lambda runtime: [saga_subscription(runtime.settings)],  # type: ignore[arg-type]
-    settings_factory=IdentitySettings,
+    settings_class=IdentitySettings,
 )
 
 

@@ -1,0 +1,121 @@
+"""The gateway's ASGI application.
+
+Composition (outermost first)::
+
+    GatewayApp (pure ASGI dispatcher, looks at the path only)
+    |- /api/v1/* except /api/v1/openapi.json, /.well-known/*
+    |    RequestContextMiddleware      X-Request-ID, server span from incoming traceparent
+    |      *proxy_middleware           later: auth, rate limits, idempotency (pure ASGI)
+    |        ProxyApp                  streams to the owning service
+    |- everything else (and lifespan)
+         Litestar app from crm_lib.http.create_app (has its own RequestContextMiddleware)
+           /health/live, /health/ready, /metrics, /api/v1/openapi.json
+
+The Litestar app's lifespan opens and closes the upstream sessions, so the proxy
+works under any ASGI server that runs the lifespan protocol. Start it with::
+
+    uvicorn.run("crm_gateway.app:create_app", factory=True, host=..., port=...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Response, get
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from crm_gateway.openapi import OpenAPIAggregator
+from crm_gateway.proxy import ROUTE_KEY, ProxyApp
+from crm_gateway.routing import API_PREFIX, WELL_KNOWN_PREFIX, RouteTable
+from crm_gateway.settings import GatewaySettings
+from crm_gateway.upstreams import UpstreamPool
+from crm_lib.http import RequestContextMiddleware
+from crm_lib.http import create_app as create_litestar_app
+from crm_lib.telemetry import setup_logging, setup_tracing
+
+OPENAPI_PATH = "/api/v1/openapi.json"
+
+#: A pure ASGI middleware factory: takes the inner app, returns the wrapped app.
+ProxyMiddleware = Callable[[ASGIApp], ASGIApp]
+
+
+class GatewayApp:
+    """Pure ASGI dispatcher between the proxy chain and the gateway's own Litestar app."""
+
+    def __init__(
+        self,
+        *,
+        settings: GatewaySettings,
+        routes: RouteTable,
+        pool: UpstreamPool,
+        openapi: OpenAPIAggregator,
+        proxy: ASGIApp,
+        site: Litestar,
+    ) -> None:
+        self.settings = settings
+        self.routes = routes
+        self.pool = pool
+        self.openapi = openapi
+        self.proxy = proxy
+        self.site = site
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if (path.startswith(API_PREFIX) and path != OPENAPI_PATH) or path.startswith(
+                WELL_KNOWN_PREFIX
+            ):
+                scope[ROUTE_KEY] = self.routes.resolve(path)  # type: ignore[literal-required]
+                await self.proxy(scope, receive, send)
+                return
+        await self.site(scope, receive, send)
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    proxy_middleware: Sequence[ProxyMiddleware] = (),
+) -> GatewayApp:
+    """Build the gateway. ``proxy_middleware`` wraps the proxy, first item outermost."""
+    settings = settings or GatewaySettings()
+    setup_logging(settings)
+    setup_tracing(settings)
+
+    routes = RouteTable(settings)
+    pool = UpstreamPool(settings)
+    openapi = OpenAPIAggregator(settings, pool)
+
+    inner: ASGIApp = ProxyApp(settings, routes, pool)
+    for layer in reversed(proxy_middleware):
+        inner = layer(inner)
+    proxy = RequestContextMiddleware(inner, service=settings.service_name)
+
+    @get(OPENAPI_PATH, include_in_schema=False)
+    async def merged_openapi() -> Response[dict[str, Any]]:
+        return Response(await openapi.document(), media_type="application/json")
+
+    @asynccontextmanager
+    async def upstream_sessions(_app: Litestar) -> AsyncIterator[None]:
+        await pool.start()
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    def ready_check(name: str) -> Callable[[], Any]:
+        async def check() -> bool:
+            return (await pool.readiness()).get(name, False)
+
+        return check
+
+    site = create_litestar_app(
+        service=settings.service_name,
+        route_handlers=[merged_openapi],
+        readiness={name: ready_check(name) for name in pool.urls},
+        lifespan=[upstream_sessions],
+    )
+    return GatewayApp(
+        settings=settings, routes=routes, pool=pool, openapi=openapi, proxy=proxy, site=site
+    )
