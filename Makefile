@@ -1,0 +1,45 @@
+# Entry points of the CRM platform. Needs only Python 3.11+ and a package index:
+# uv is bootstrapped into .tools/ when it is not on PATH.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen
+
+.DEFAULT_GOAL := help
+.PHONY: help uv install run test lint fmt bench load clean-devstack
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-16s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet --disable-pip-version-check uv
+
+uv: $(UV)
+
+install: uv ## Install every package of the workspace from uv.lock
+	$(UV) sync --frozen
+
+run: install ## Start the whole platform (embedded PostgreSQL/NATS/Redis under .devstack/)
+	$(RUN) crm up
+
+test: install ## Run the test suite against real embedded servers
+	$(RUN) pytest -q
+
+lint: install ## ruff + mypy
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy libs/crm_lib services gateway/crm_gateway
+
+fmt: install ## Format and autofix
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+bench: install ## Benchmarks as same-run ratios, written to bench/results/*.md
+	$(RUN) python -m bench.run
+
+load: install ## Locust load test against a running platform (make run first)
+	$(RUN) locust -f tests/load/locustfile.py --headless -u 50 -r 10 -t 60s --host http://127.0.0.1:8000
+
+clean-devstack: ## Delete local platform data (.devstack/)
+	rm -rf .devstack

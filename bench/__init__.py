@@ -1,0 +1,1 @@
+"""Platform benchmarks (`uv run python -m bench.run`); results go to bench/results/."""

@@ -1,0 +1,210 @@
+"""Shared plumbing of the benchmarks: servers, settings, statistics, result files.
+
+Benchmarks report ratios and distributions measured in one run; a miss is
+reported (PASS/MISS) but never turns into a failing exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from crm_lib.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis
+from crm_lib.registry import load_service
+from crm_lib.settings import SERVICE_NAMES, PlatformSettings
+from crm_lib.telemetry import setup_logging
+
+RESULTS_DIR = Path(__file__).parent / "results"
+
+# PostgreSQL durability mode for the benchmark cluster. fast=False keeps fsync and
+# synchronous_commit on, as a real deployment would; every result file says which one ran.
+PG_FAST = False
+
+
+@dataclass
+class Stack:
+    """The embedded servers one benchmark run uses (temp dir, free ports)."""
+
+    root: Path
+    pg: EmbeddedPostgres
+    nats: EmbeddedNats
+    redis: EmbeddedRedis
+
+    def settings(self, service: str = "platform", **overrides: Any) -> PlatformSettings:
+        """Settings for `service` pointing at this stack (keyword overrides win)."""
+        values: dict[str, Any] = {
+            "service_name": service,
+            "database_url": self.pg.url,
+            "nats_url": self.nats.url,
+            "redis_url": self.redis.url,
+            "log_json": True,
+            "log_level": "WARNING",
+        }
+        values.update(overrides)
+        cls = PlatformSettings
+        if service in SERVICE_NAMES:
+            cls = load_service(service).settings_class or PlatformSettings
+        return cls(**values)
+
+
+@contextlib.contextmanager
+def running_stack(keep: bool = False) -> Iterator[Stack]:
+    root = Path(tempfile.mkdtemp(prefix="crm-bench-"))
+    try:
+        with (
+            EmbeddedPostgres(root / "pg", fast=PG_FAST) as pg,
+            EmbeddedNats(root / "nats") as nats,
+            EmbeddedRedis(root / "redis") as redis,
+        ):
+            stack = Stack(root, pg, nats, redis)
+            setup_logging(stack.settings("bench"))
+            yield stack
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank-interpolated percentile (p in 0..100) of a non-empty sequence."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    k = (len(ordered) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summary(values: Sequence[float], scale: float = 1.0, unit: str = "") -> str:
+    """`n, min, p50, p95, p99, max, mean` of `values` (multiplied by `scale`)."""
+    if not values:
+        return "n=0"
+    v = [x * scale for x in values]
+    return (
+        f"n={len(v)}, min={min(v):.1f}{unit}, p50={percentile(v, 50):.1f}{unit}, "
+        f"p95={percentile(v, 95):.1f}{unit}, p99={percentile(v, 99):.1f}{unit}, "
+        f"max={max(v):.1f}{unit}, mean={statistics.fmean(v):.1f}{unit}"
+    )
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+
+# ----------------------------------------------------------------------------- result files
+
+
+def machine_note() -> str:
+    cpus = os.cpu_count()
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = cpus
+    mem = ""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f", {int(line.split()[1]) / 1024 / 1024:.1f} GiB RAM"
+    load = ""
+    with contextlib.suppress(OSError):
+        load = f", load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    return (
+        f"nproc={affinity} (os.cpu_count={cpus}){mem}; Python {platform.python_version()} "
+        f"({sys.implementation.name}) on {platform.system()} {platform.release()} "
+        f"{platform.machine()}{load}. Machine shared with other work: absolute numbers are noisy, "
+        f"ratios taken in the same run are the meaningful ones."
+    )
+
+
+@dataclass
+class Target:
+    name: str
+    value: str
+    target: str
+    ok: bool | None  # None: not judged (informational)
+
+    @property
+    def verdict(self) -> str:
+        return {True: "PASS", False: "MISS", None: "n/a"}[self.ok]
+
+
+@dataclass
+class Result:
+    name: str
+    title: str
+    quick: bool
+    method: list[str] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    machine: str = field(default_factory=machine_note)
+    seconds: float = 0.0
+
+    def render(self) -> str:
+        lines = [
+            f"# Benchmark: {self.title}",
+            "",
+            f"- date: {self.started.strftime('%Y-%m-%d %H:%M:%S')} UTC",
+            f"- mode: {'QUICK (reduced sizes, development only)' if self.quick else 'full'}",
+            f"- machine: {self.machine}",
+            f"- servers: embedded PostgreSQL (fast={PG_FAST}: "
+            f"{'fsync off' if PG_FAST else 'fsync and synchronous_commit on'}), "
+            "NATS JetStream (file storage), Redis; all on 127.0.0.1 in a temp dir, "
+            "started by the benchmark itself",
+            f"- wall time of this benchmark: {self.seconds:.1f} s",
+            "- command: `uv run python -m bench.run"
+            f"{' --quick' if self.quick else ''} {self.name}`",
+            "",
+            "## Result vs target",
+            "",
+            "| measure | value | target | verdict |",
+            "|---|---|---|---|",
+            *(f"| {t.name} | {t.value} | {t.target} | {t.verdict} |" for t in self.targets),
+            "",
+            "Verdicts are informational: a MISS never fails the run.",
+            "",
+            "## Method",
+            "",
+            *(f"- {m}" for m in self.method),
+            "",
+            "## Raw numbers",
+            "",
+            "```",
+            *self.raw,
+            "```",
+        ]
+        if self.notes:
+            lines += ["", "## Observations", "", *(f"- {n}" for n in self.notes)]
+        return "\n".join(lines) + "\n"
+
+    def write(self) -> Path:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = RESULTS_DIR / f"{self.name}.md"
+        path.write_text(self.render())
+        return path
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)

@@ -1,0 +1,208 @@
+"""``crm up`` / ``make run``: the whole platform on one machine.
+
+Starts embedded PostgreSQL, NATS JetStream and Redis under the data folder
+(unless ``CRM_DATABASE_URL`` / ``CRM_NATS_URL`` / ``CRM_REDIS_URL`` point at
+external servers), prepares every service database and the streams, then runs
+the gateway and the five services (web + worker each) as separate processes,
+waits until every ``/health/ready`` is green and prints the URLs. Ctrl-C stops
+the processes, then the servers; data stays for the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from crm_lib.settings import SERVICE_NAMES, SERVICE_PORTS
+
+# Fixed local ports away from the machine's standard 5432/4222/6379.
+DEFAULT_PG_PORT = 55432
+DEFAULT_NATS_PORT = 54222
+DEFAULT_REDIS_PORT = 56379
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+    log_path: Path
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _start_servers(data: Path) -> tuple[dict[str, str], list[Any]]:
+    from crm_lib.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis
+
+    env: dict[str, str] = {}
+    started: list[Any] = []
+    if os.environ.get("CRM_DATABASE_URL"):
+        env["CRM_DATABASE_URL"] = os.environ["CRM_DATABASE_URL"]
+        _say(f"PostgreSQL: external {env['CRM_DATABASE_URL']}")
+    else:
+        pg = EmbeddedPostgres(data / "postgres",
+                              port=int(os.environ.get("CRM_DEVSTACK_PG_PORT", DEFAULT_PG_PORT)))
+        pg.start()
+        started.append(pg)
+        env["CRM_DATABASE_URL"] = pg.url
+        _say(f"PostgreSQL: embedded {pg.url} (data in {pg.data_dir})")
+    if os.environ.get("CRM_NATS_URL"):
+        env["CRM_NATS_URL"] = os.environ["CRM_NATS_URL"]
+        _say(f"NATS:       external {env['CRM_NATS_URL']}")
+    else:
+        nats = EmbeddedNats(data / "nats",
+                            port=int(os.environ.get("CRM_DEVSTACK_NATS_PORT", DEFAULT_NATS_PORT)))
+        nats.start()
+        started.append(nats)
+        env["CRM_NATS_URL"] = nats.url
+        _say(f"NATS:       embedded {nats.url}")
+    if os.environ.get("CRM_REDIS_URL"):
+        env["CRM_REDIS_URL"] = os.environ["CRM_REDIS_URL"]
+        _say(f"Redis:      external {env['CRM_REDIS_URL']}")
+    else:
+        redis = EmbeddedRedis(data / "redis",
+                              port=int(os.environ.get("CRM_DEVSTACK_REDIS_PORT", DEFAULT_REDIS_PORT)))
+        redis.start()
+        started.append(redis)
+        env["CRM_REDIS_URL"] = redis.url
+        _say(f"Redis:      embedded {redis.url}")
+    return env, started
+
+
+def _operator_token(data: Path) -> str:
+    if token := os.environ.get("CRM_OPERATOR_TOKEN"):
+        return token
+    path = data / "operator_token"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def _prepare() -> None:
+    from crm_lib.events import connect_nats, ensure_streams
+    from crm_lib.registry import load_service
+    from crm_lib.service import prepare_database
+    from crm_lib.settings import settings_for
+
+    for name in SERVICE_NAMES:
+        definition = load_service(name)
+        await prepare_database(definition, definition.settings())
+    nc = await connect_nats(settings_for("platform"), wait=False)
+    try:
+        await ensure_streams(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+def _spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> Child:
+    log_path = logs / f"{name}.log"
+    log = log_path.open("ab")
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "crm_lib.cli", *args],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    return Child(name, process, log, log_path)
+
+
+def _wait_ready(children: list[Child], timeout: float) -> bool:
+    urls = {c: f"http://127.0.0.1:{SERVICE_PORTS[c]}/health/ready" for c in ("gateway", *SERVICE_NAMES)}
+    pending = dict(urls)
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0) as client:
+        while pending and time.monotonic() < deadline:
+            for child in children:
+                if child.process.poll() is not None:
+                    _say(f"!! {child.name} exited with {child.process.returncode}; see {child.log_path}")
+                    return False
+            for name, url in list(pending.items()):
+                try:
+                    if client.get(url).status_code == 200:
+                        del pending[name]
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.3)
+    if pending:
+        _say(f"!! not ready after {timeout:.0f}s: {', '.join(pending)}")
+    return not pending
+
+
+def _stop_children(children: list[Child]) -> None:
+    for child in children:
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in children:
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+        child.log.close()
+
+
+def run_devstack(data_dir: str, ready_timeout: float) -> int:
+    data = Path(data_dir).resolve()
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stop_requested = False
+
+    def on_signal(_sig: int, _frame: Any) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    server_env, servers = _start_servers(data)
+    children: list[Child] = []
+    code = 0
+    try:
+        env = {**os.environ, **server_env, "CRM_OPERATOR_TOKEN": _operator_token(data)}
+        os.environ.update(server_env)
+        asyncio.run(_prepare())
+        _say("Databases, platform migrations and streams ready.")
+        for name in SERVICE_NAMES:
+            children.append(_spawn(name, ["serve", name], env, logs))
+            children.append(_spawn(f"{name}-worker", ["worker", name], env, logs))
+        children.append(_spawn("gateway", ["serve", "gateway"], env, logs))
+        if not _wait_ready(children, ready_timeout):
+            return 1
+        _say("")
+        _say("CRM platform is up:")
+        _say(f"  gateway      http://127.0.0.1:{SERVICE_PORTS['gateway']}  "
+             f"(OpenAPI: /api/v1/openapi.json)")
+        for name in SERVICE_NAMES:
+            _say(f"  {name:<12} http://127.0.0.1:{SERVICE_PORTS[name]}  "
+                 f"(/health/ready, /metrics, /openapi/openapi.json)")
+        _say(f"  logs         {logs}")
+        _say(f"  operator     token in {data / 'operator_token'} "
+             "(Authorization: Bearer <token> on identity /internal/v1/tenants)")
+        _say("  try          uv run crm tenant create 'Acme Inc' acme")
+        _say("Press Ctrl-C to stop.")
+        while not stop_requested:
+            for child in children:
+                if child.process.poll() is not None:
+                    _say(f"!! {child.name} exited with {child.process.returncode}; "
+                         f"see {child.log_path}")
+                    code = 1
+                    stop_requested = True
+            time.sleep(0.5)
+        return code
+    finally:
+        _say("Stopping...")
+        _stop_children(children)
+        for server in reversed(servers):
+            server.stop()
+        _say("Stopped. Data kept in " + str(data))
