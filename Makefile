@@ -1,8 +1,9 @@
 # Entry points of the CRM platform. Needs only Python 3.11+ and a package index:
-# uv is bootstrapped into .tools/ when it is not on PATH.
+# a pinned uv is bootstrapped into .tools/ so nothing installed by hand is needed.
 SHELL := /bin/bash
 PYTHON ?= python3
-UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+UV_VERSION := 0.13.9
+UV := $(CURDIR)/.tools/bin/uv
 RUN := $(UV) run --frozen
 
 .DEFAULT_GOAL := help
@@ -13,7 +14,7 @@ help: ## List the targets
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
-	$(CURDIR)/.tools/bin/pip install --quiet --disable-pip-version-check uv
+	$(CURDIR)/.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 uv: $(UV)
 
