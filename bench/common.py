@@ -103,6 +103,60 @@ def summary(values: Sequence[float], scale: float = 1.0, unit: str = "") -> str:
     )
 
 
+def _pg_cpu_seconds(pg: EmbeddedPostgres) -> float:
+    """CPU seconds used so far by this cluster's processes (live ones + reaped backends)."""
+    binary = (pg.bin_dir / "postgres").resolve()
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if Path(os.readlink(entry / "exe")).resolve() != binary:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ppid = int(fields[1])
+        # utime, stime; the postmaster also carries its reaped children's cutime, cstime.
+        total += int(fields[11]) + int(fields[12])
+        try:
+            parent_is_pg = Path(os.readlink(f"/proc/{ppid}/exe")).resolve() == binary
+        except OSError:
+            parent_is_pg = False
+        if parent_is_pg:
+            continue  # a backend: its own times only
+        total += int(fields[13]) + int(fields[14])
+    return total / tick
+
+
+class CpuMeter:
+    """CPU used by this Python process and by the PostgreSQL cluster over a phase."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.started = time.perf_counter()
+        self.self0 = self._own()
+        self.pg0 = _pg_cpu_seconds(stack.pg)
+
+    @staticmethod
+    def _own() -> float:
+        """This process plus its reaped children (the migration runner's worker processes)."""
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def report(self) -> str:
+        wall = time.perf_counter() - self.started
+        me = self._own() - self.self0
+        pg = _pg_cpu_seconds(self.stack.pg) - self.pg0
+        return (
+            f"CPU over {wall:.1f} s wall: Python (this process + reaped workers) {me:.1f} s "
+            f"({me / wall * 100:.0f}% of one core), PostgreSQL {pg:.1f} s "
+            f"({pg / wall * 100:.0f}% of one core); machine load average now "
+            f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+        )
+
+
 class Stopwatch:
     def __init__(self) -> None:
         self.started = time.perf_counter()

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from bench.common import Result, Stack, Stopwatch, Target, log, percentile, summary
+from bench.common import CpuMeter, Result, Stack, Stopwatch, Target, log, percentile, summary
 from crm_identity.tenants.schemas import TenantCreate
 from crm_identity.tenants.service import TenantService
 from crm_lib.events import connect_nats, ensure_streams
@@ -117,6 +117,55 @@ async def _drive(identity: ServiceRuntime, n: int, creators: int) -> tuple[list[
     return ids, observed
 
 
+async def _stages(platform: Platform, ids: list[uuid.UUID]) -> list[str]:
+    """Where the time goes, from the outbox/inbox timestamps of all five databases.
+
+    All are PostgreSQL `now()` values, i.e. *transaction start* times: an outbox row's
+    `created_at` and the consumer's inbox `processed_at` are the start of the consumer
+    transaction, `published_at` the start of the relay's batch transaction.
+    """
+    outbox: dict[tuple[uuid.UUID, str], tuple[Any, Any]] = {}
+    inbox: dict[tuple[uuid.UUID, str, str], Any] = {}
+    for rt in platform.runtimes.values():
+        async with rt.db.engine.connect() as conn:
+            for r in (await conn.execute(text(
+                "SELECT tenant_id, event_type, created_at, published_at FROM platform.outbox "
+                "WHERE tenant_id = ANY(:ids)"), {"ids": ids})).all():
+                outbox[(r.tenant_id, r.event_type)] = (r.created_at, r.published_at)
+            for r in (await conn.execute(text(
+                "SELECT tenant_id, consumer, event_type, processed_at FROM platform.inbox "
+                "WHERE tenant_id = ANY(:ids)"), {"ids": ids})).all():
+                inbox[(r.tenant_id, r.consumer, r.event_type)] = r.processed_at
+    a: list[float] = []
+    b: list[float] = []
+    c: dict[str, list[float]] = {s: [] for s in SERVICE_NAMES}
+    d: list[float] = []
+    try:
+        for t in ids:
+            created, published = outbox[(t, "identity.tenant.created")]
+            a.append((published - created).total_seconds())
+            for svc in SERVICE_NAMES:
+                start = inbox[(t, f"{svc}-tenant-lifecycle", "identity.tenant.created")]
+                b.append((start - published).total_seconds())
+                _, reported = outbox[(t, f"{svc}.tenant.provisioned")]
+                c[svc].append((reported - start).total_seconds())
+                saga = inbox[(t, "identity-tenant-saga", f"{svc}.tenant.provisioned")]
+                d.append((saga - reported).total_seconds())
+    except KeyError as exc:
+        return [f"stage breakdown unavailable (missing {exc})"]
+    lines = [
+        "stage breakdown (transaction start times from outbox/inbox rows, ms):",
+        f"  1 identity relay: tenant.created committed → relay batch    {summary(a, 1000)}",
+        f"  2 relay batch → service lifecycle consumer tx (5 services)  {summary(b, 1000)}",
+    ]
+    lines += [
+        f"  3 {svc:9} consumer tx → its `provisioned` relay batch       {summary(v, 1000)}"
+        for svc, v in c.items()
+    ]
+    lines.append(f"  4 `provisioned` relay batch → identity saga consumer tx     {summary(d, 1000)}")
+    return lines
+
+
 async def run(stack: Stack, quick: bool) -> Result:
     n = 20 if quick else 200
     result = Result("provisioning", "tenant sign-up to `active` across all five services", quick)
@@ -128,8 +177,10 @@ async def run(stack: Stack, quick: bool) -> Result:
     try:
         warm_ids, warm_obs = await _drive(identity, WARMUP, WARMUP)
         run_watch = Stopwatch()
+        cpu = CpuMeter(stack)
         ids, observed = await _drive(identity, n, CREATORS)
         wall = run_watch.seconds
+        cpu_note = cpu.report()
         async with identity.db.engine.connect() as conn:
             rows = (
                 await conn.execute(
@@ -162,6 +213,7 @@ async def run(stack: Stack, quick: bool) -> Result:
                         {"ids": ids},
                     )
                 ).scalar_one()
+        stages = await _stages(platform, ids)
     finally:
         await platform.close()
 
@@ -204,6 +256,8 @@ async def run(stack: Stack, quick: bool) -> Result:
         f"throughput (client wall):    {tps_wall:.2f} tenants/s over {wall:.2f} s",
         "client-observed create-call→active-seen (includes poll granularity): "
         + summary(list(observed.values()), 1000, " ms"),
+        f"measured phase: {cpu_note}",
+        *stages,
         f"warm-up tenants ({WARMUP}):          {summary([float(x) for x in warm_rows], 1000, ' ms')}",
         f"warm-up client-observed:     {summary(list(warm_obs.values()), 1000, ' ms')}",
     ]

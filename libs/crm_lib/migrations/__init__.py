@@ -152,7 +152,9 @@ async def provision_schema(
     await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}"))
     current = await conn.run_sync(_current_version_sync, track, schema)
     if current is None:
-        await conn.run_sync(service_schema.tenant_metadata.create_all)
+        # checkfirst=False: objects already sitting in an unversioned schema are an
+        # error to report, never something to silently build around.
+        await conn.run_sync(service_schema.tenant_metadata.create_all, checkfirst=False)
         await conn.run_sync(_stamp_sync, track, schema)
         current = track.head
     return current

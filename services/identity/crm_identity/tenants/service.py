@@ -24,7 +24,6 @@ from crm_lib.provisioning import (
 
 TENANT_ACTIVATED = "identity.tenant.activated"
 TENANT_DELETED = "identity.tenant.deleted"
-TENANT_PROVISIONING_FAILED = "identity.tenant.provisioning_failed"
 
 RESERVED_SLUGS = frozenset({"api", "www", "admin", "app", "internal", "platform", "public"})
 
@@ -59,13 +58,19 @@ class TenantService:
         self.repo = TenantRepository(session)
         self.required = tuple(provisioning_services)
 
-    async def create(self, data: schemas.TenantCreate, *, actor: str | None = None) -> Tenant:
+    async def create(
+        self,
+        data: schemas.TenantCreate,
+        *,
+        actor: str | None = None,
+        tenant_id: uuid.UUID | None = None,
+    ) -> Tenant:
         if data.slug in RESERVED_SLUGS:
             raise ProblemError(
                 422, f"The slug '{data.slug}' is reserved.", title="Validation failed",
                 errors=[{"field": "slug", "message": "reserved"}],
             )
-        tenant = await self.repo.insert(uuid.uuid4(), data.slug, data.name.strip(), data.plan)
+        tenant = await self.repo.insert(tenant_id or uuid.uuid4(), data.slug, data.name.strip(), data.plan)
         if tenant is None:
             raise ProblemError(
                 409, f"A tenant with the slug '{data.slug}' already exists.", title="Conflict"
@@ -113,6 +118,13 @@ class TenantService:
                    actor=actor)
         return tenant
 
+    async def _move(self, tenant: Tenant, status: str, reason: str | None = None,
+                    **values: object) -> None:
+        """Change a tenant's status and tell every service (their registry replicas)."""
+        await self.repo.set_status(tenant.id, status, reason, **values)
+        await emit(self.session, TENANT_STATUS_CHANGED, tenant.id,
+                   {"status": status, "reason": reason, "previous": tenant.status})
+
     async def record_report(self, tenant_id: uuid.UUID, service: str, outcome: str,
                             detail: str | None) -> None:
         """Apply one service's saga report; moves the tenant when all have answered."""
@@ -122,14 +134,11 @@ class TenantService:
         await self.repo.record_service_state(tenant_id, service, outcome, detail)
         states = {s.service: s.state for s in await self.repo.service_states(tenant_id)}
         if outcome == "provisioning_failed" and tenant.status == "provisioning":
-            await self.repo.set_status(tenant_id, "provisioning_failed", f"{service}: {detail}")
-            await emit(self.session, TENANT_PROVISIONING_FAILED, tenant_id,
-                       {"service": service, "reason": detail})
+            await self._move(tenant, "provisioning_failed", f"{service}: {detail}")
         elif outcome == "provisioned" and tenant.status in ("provisioning", "provisioning_failed"):
             if all(states.get(s) == "provisioned" for s in self.required):
-                await self.repo.set_status(tenant_id, "active", None, activated_at=func.now())
+                await self._move(tenant, "active", None, activated_at=func.now())
                 await emit(self.session, TENANT_ACTIVATED, tenant_id, {"slug": tenant.slug})
-                await emit(self.session, TENANT_STATUS_CHANGED, tenant_id, {"status": "active"})
         elif outcome == "deprovisioned" and tenant.status == "deleting":
             if all(states.get(s) == "deprovisioned" for s in self.required):
                 await self.repo.set_status(tenant_id, "deleted", None, deleted_at=func.now())
