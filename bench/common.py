@@ -20,6 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
 from crm_lib.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis
 from crm_lib.registry import load_service
 from crm_lib.settings import SERVICE_NAMES, PlatformSettings
@@ -155,6 +158,25 @@ class CpuMeter:
             f"({pg / wall * 100:.0f}% of one core); machine load average now "
             f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
         )
+
+
+class StatementCounter:
+    """Counts SQL statements sent by every engine in this process while active."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def _on(self, *_args: Any) -> None:
+        self.count += 1
+
+    @contextlib.contextmanager
+    def counting(self) -> Any:
+        self.count = 0
+        event.listen(Engine, "before_cursor_execute", self._on)
+        try:
+            yield self
+        finally:
+            event.remove(Engine, "before_cursor_execute", self._on)
 
 
 class Stopwatch:

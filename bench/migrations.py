@@ -13,16 +13,14 @@ fast path (`provision_schema`, i.e. contacts' head) plus registry rows, then
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import statistics
 import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, insert, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import insert, text
 
-from bench.common import Result, Stack, Stopwatch, Target, log, percentile, summary
+from bench.common import Result, StatementCounter, Stack, Stopwatch, Target, log, percentile, summary
 from crm_contacts.app import SCHEMA as CONTACTS_SCHEMA
 from crm_lib.migrations import RunReport, Track, lagging_tenants, migrate_tenants, provision_schema
 from crm_lib.platform_tables import TenantRegistryRow
@@ -36,25 +34,6 @@ R2, R3 = "bench_m2", "bench_m3"
 PROVISION_CONCURRENCY = 4
 TARGET_S_PER_SCHEMA = 0.03
 PEER_S_PER_SCHEMA = 0.155  # django-tenants migrate_schemas, BENCHMARKS.md (not re-measured)
-
-
-class StatementCounter:
-    """Counts SQL statements sent by every engine in this process while active."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def _on(self, *_args: Any) -> None:
-        self.count += 1
-
-    @contextlib.contextmanager
-    def counting(self) -> Any:
-        self.count = 0
-        event.listen(Engine, "before_cursor_execute", self._on)
-        try:
-            yield self
-        finally:
-            event.remove(Engine, "before_cursor_execute", self._on)
 
 
 async def _provision(settings: PlatformSettings, n: int) -> tuple[list[uuid.UUID], float]:

@@ -1,10 +1,10 @@
 """``crm``: the operator and process CLI, driven by the same ``CRM_*`` settings.
 
-    crm up                     start the whole platform locally (what ``make run`` does)
-    crm serve <component>      one web process (gateway or a service)
-    crm worker <service>       one worker process (outbox relay + consumers)
-    crm migrate [--all|svc..]  create databases, platform tracks, upgrade tenant schemas
-    crm tenant create|list|show|delete|retry
+crm up                     start the whole platform locally (what ``make run`` does)
+crm serve <component>      one web process (gateway or a service)
+crm worker <service>       one worker process (outbox relay + consumers)
+crm migrate [--all|svc..]  create databases, platform tracks, upgrade tenant schemas
+crm tenant create|list|show|delete|retry
 """
 
 from __future__ import annotations
@@ -179,8 +179,9 @@ async def _resolve(session: Any, ref: str) -> uuid.UUID:
         return tenant.id
 
 
-async def _wait_for(db: Any, settings: Any, tenant_id: uuid.UUID, wanted: set[str],
-                    timeout: float) -> Any:
+async def _wait_for(
+    db: Any, settings: Any, tenant_id: uuid.UUID, wanted: set[str], timeout: float
+) -> Any:
     from crm_identity.tenants.service import TenantService
 
     deadline = time.monotonic() + timeout
@@ -224,8 +225,9 @@ def tenant_create(
                     return await TenantService(session, settings.provisioning_services).get(
                         tenant.id
                     )
-            return await _wait_for(db, settings, tenant.id,
-                                   {"active", "provisioning_failed"}, timeout)
+            return await _wait_for(
+                db, settings, tenant.id, {"active", "provisioning_failed"}, timeout
+            )
         finally:
             await db.dispose()
 
@@ -306,8 +308,9 @@ def tenant_delete(ref: str, wait: bool = True, timeout: float = 60.0) -> None:
 @tenant_app.command("retry")
 def tenant_retry(ref: str, wait: bool = True, timeout: float = 30.0) -> None:
     """Retry a failed or stuck provisioning (safe to repeat)."""
-    _tenant_action(ref, "retry_provisioning",
-                   {"active", "provisioning_failed"} if wait else None, timeout)
+    _tenant_action(
+        ref, "retry_provisioning", {"active", "provisioning_failed"} if wait else None, timeout
+    )
 
 
 @app.command()

@@ -52,8 +52,9 @@ def _start_servers(data: Path) -> tuple[dict[str, str], list[Any]]:
         env["CRM_DATABASE_URL"] = os.environ["CRM_DATABASE_URL"]
         _say(f"PostgreSQL: external {env['CRM_DATABASE_URL']}")
     else:
-        pg = EmbeddedPostgres(data / "postgres",
-                              port=int(os.environ.get("CRM_DEVSTACK_PG_PORT", DEFAULT_PG_PORT)))
+        pg = EmbeddedPostgres(
+            data / "postgres", port=int(os.environ.get("CRM_DEVSTACK_PG_PORT", DEFAULT_PG_PORT))
+        )
         pg.start()
         started.append(pg)
         env["CRM_DATABASE_URL"] = pg.url
@@ -62,8 +63,9 @@ def _start_servers(data: Path) -> tuple[dict[str, str], list[Any]]:
         env["CRM_NATS_URL"] = os.environ["CRM_NATS_URL"]
         _say(f"NATS:       external {env['CRM_NATS_URL']}")
     else:
-        nats = EmbeddedNats(data / "nats",
-                            port=int(os.environ.get("CRM_DEVSTACK_NATS_PORT", DEFAULT_NATS_PORT)))
+        nats = EmbeddedNats(
+            data / "nats", port=int(os.environ.get("CRM_DEVSTACK_NATS_PORT", DEFAULT_NATS_PORT))
+        )
         nats.start()
         started.append(nats)
         env["CRM_NATS_URL"] = nats.url
@@ -72,8 +74,9 @@ def _start_servers(data: Path) -> tuple[dict[str, str], list[Any]]:
         env["CRM_REDIS_URL"] = os.environ["CRM_REDIS_URL"]
         _say(f"Redis:      external {env['CRM_REDIS_URL']}")
     else:
-        redis = EmbeddedRedis(data / "redis",
-                              port=int(os.environ.get("CRM_DEVSTACK_REDIS_PORT", DEFAULT_REDIS_PORT)))
+        redis = EmbeddedRedis(
+            data / "redis", port=int(os.environ.get("CRM_DEVSTACK_REDIS_PORT", DEFAULT_REDIS_PORT))
+        )
         redis.start()
         started.append(redis)
         env["CRM_REDIS_URL"] = redis.url
@@ -112,20 +115,26 @@ def _spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> Child
     log = log_path.open("ab")
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "crm_lib.cli", *args],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     return Child(name, process, log, log_path)
 
 
 def _wait_ready(children: list[Child], timeout: float) -> bool:
-    urls = {c: f"http://127.0.0.1:{SERVICE_PORTS[c]}/health/ready" for c in ("gateway", *SERVICE_NAMES)}
+    urls = {
+        c: f"http://127.0.0.1:{SERVICE_PORTS[c]}/health/ready" for c in ("gateway", *SERVICE_NAMES)
+    }
     pending = dict(urls)
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=1.0) as client:
         while pending and time.monotonic() < deadline:
             for child in children:
                 if child.process.poll() is not None:
-                    _say(f"!! {child.name} exited with {child.process.returncode}; see {child.log_path}")
+                    code = child.process.returncode
+                    _say(f"!! {child.name} exited with {code}; see {child.log_path}")
                     return False
             for name, url in list(pending.items()):
                 try:
@@ -181,21 +190,29 @@ def run_devstack(data_dir: str, ready_timeout: float) -> int:
             return 1
         _say("")
         _say("CRM platform is up:")
-        _say(f"  gateway      http://127.0.0.1:{SERVICE_PORTS['gateway']}  "
-             f"(OpenAPI: /api/v1/openapi.json)")
+        _say(
+            f"  gateway      http://127.0.0.1:{SERVICE_PORTS['gateway']}  "
+            f"(OpenAPI: /api/v1/openapi.json)"
+        )
         for name in SERVICE_NAMES:
-            _say(f"  {name:<12} http://127.0.0.1:{SERVICE_PORTS[name]}  "
-                 f"(/health/ready, /metrics, /openapi/openapi.json)")
+            _say(
+                f"  {name:<12} http://127.0.0.1:{SERVICE_PORTS[name]}  "
+                f"(/health/ready, /metrics, /openapi/openapi.json)"
+            )
         _say(f"  logs         {logs}")
-        _say(f"  operator     token in {data / 'operator_token'} "
-             "(Authorization: Bearer <token> on identity /internal/v1/tenants)")
+        _say(
+            f"  operator     token in {data / 'operator_token'} "
+            "(Authorization: Bearer <token> on identity /internal/v1/tenants)"
+        )
         _say("  try          uv run crm tenant create 'Acme Inc' acme")
         _say("Press Ctrl-C to stop.")
         while not stop_requested:
             for child in children:
                 if child.process.poll() is not None:
-                    _say(f"!! {child.name} exited with {child.process.returncode}; "
-                         f"see {child.log_path}")
+                    _say(
+                        f"!! {child.name} exited with {child.process.returncode}; "
+                        f"see {child.log_path}"
+                    )
                     code = 1
                     stop_requested = True
             time.sleep(0.5)

@@ -184,7 +184,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
     ]
     for config in configs:
         try:
-            await js.stream_info(config.name)
+            await js.stream_info(str(config.name))
             await js.update_stream(config)
         except NotFoundError:
             await js.add_stream(config)
@@ -261,7 +261,8 @@ class OutboxRelay:
         async with self.db.engine.begin() as conn:
             result = await conn.execute(
                 text(
-                    "DELETE FROM platform.outbox WHERE published_at < now() - make_interval(hours => :h)"
+                    "DELETE FROM platform.outbox "
+                    "WHERE published_at < now() - make_interval(hours => :h)"
                 ),
                 {"h": older_than_hours},
             )
@@ -283,10 +284,16 @@ class OutboxRelay:
                     password=url.password,
                     database=url.database,
                 )
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda *_, lost=lost: lost.set())
                 await conn.add_listener("crm_outbox", lambda *_: self._wake.set())
                 self._wake.set()  # catch up on anything committed while not listening
-                while not stop.is_set() and not conn.is_closed():
-                    await asyncio.sleep(1)
+                waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+                try:
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
             except Exception:
                 await asyncio.sleep(1)
             finally:

@@ -150,8 +150,8 @@ class RequestContextMiddleware:
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else str(uuid.uuid4())
         token = request_id_var.set(request_id)
         parent = extract_context(headers)
-        method = scope.get("method", "GET")
-        path = scope.get("path", "")
+        method = str(scope.get("method", "GET"))
+        path = str(scope.get("path", ""))
         span = self._tracer.start_span(
             f"{method} {path}",
             context=parent,

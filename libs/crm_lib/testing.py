@@ -134,8 +134,9 @@ async def platform(
         readies.append(ready)
         running.tasks.append(
             asyncio.create_task(
-                run_worker(definition, stop, runtimes[name].settings, runtime=runtimes[name],
-                           ready=ready)
+                run_worker(
+                    definition, stop, runtimes[name].settings, runtime=runtimes[name], ready=ready
+                )
             )
         )
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=60)
@@ -181,8 +182,12 @@ async def serve_app(app: Any) -> RunningServer:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
-        app, lifespan="on", log_level="warning", access_log=False,
-        timeout_graceful_shutdown=2, proxy_headers=False,
+        app,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        proxy_headers=False,
     )
     server = InProcessServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 import httpx
+import pytest
 
 from crm_lib.service import build_app
 from crm_lib.settings import SERVICE_NAMES
@@ -42,8 +42,12 @@ async def test_validation_errors_are_problem_documents(platform: RunningPlatform
     rt = platform.runtime("identity")
     app = build_app(platform.definitions["identity"], rt.settings, runtime=rt)
     async with served(app) as server, httpx.AsyncClient(base_url=server.url) as client:
-        for body in ({"name": 5, "slug": "ok-slug"}, {"slug": "UPPER CASE", "name": "x"}, {},
-                     {"name": "x", "slug": "fine-slug", "extra": 1}):
+        for body in (
+            {"name": 5, "slug": "ok-slug"},
+            {"slug": "UPPER CASE", "name": "x"},
+            {},
+            {"name": "x", "slug": "fine-slug", "extra": 1},
+        ):
             r = await client.post("/internal/v1/tenants", json=body, headers=AUTH)
             assert r.status_code in (400, 422), (body, r.text)
             assert r.headers["content-type"].startswith("application/problem+json")
@@ -51,19 +55,26 @@ async def test_validation_errors_are_problem_documents(platform: RunningPlatform
             assert {"type", "title", "status", "detail"} <= set(doc)
             assert "Traceback" not in r.text
         bad_json = await client.post(
-            "/internal/v1/tenants", content=b"{not json", headers={**AUTH, "content-type": "application/json"}
+            "/internal/v1/tenants",
+            content=b"{not json",
+            headers={**AUTH, "content-type": "application/json"},
         )
         assert bad_json.status_code == 400
         assert bad_json.headers["content-type"].startswith("application/problem+json")
         huge = await client.post(
-            "/internal/v1/tenants", content=b"x" * (11 * 1024 * 1024),
+            "/internal/v1/tenants",
+            content=b"x" * (11 * 1024 * 1024),
             headers={**AUTH, "content-type": "application/json"},
         )
         assert huge.status_code == 413
         slug = f"dup-{uuid.uuid4().hex[:8]}"
-        first = await client.post("/internal/v1/tenants", json={"name": "A", "slug": slug}, headers=AUTH)
+        first = await client.post(
+            "/internal/v1/tenants", json={"name": "A", "slug": slug}, headers=AUTH
+        )
         assert first.status_code == 201
-        dup = await client.post("/internal/v1/tenants", json={"name": "B", "slug": slug}, headers=AUTH)
+        dup = await client.post(
+            "/internal/v1/tenants", json={"name": "B", "slug": slug}, headers=AUTH
+        )
         assert dup.status_code == 409
         assert dup.headers["content-type"].startswith("application/problem+json")
         anon = await client.get("/internal/v1/tenants")

@@ -57,7 +57,9 @@ async def test_interleaved_sessions_never_cross_tenants(scratch_settings: Platfo
         async def text_read(t: uuid.UUID) -> None:
             async with db.tenant_session(t) as session:
                 # Unqualified raw SQL: must resolve inside the tenant schema only.
-                rows = (await session.execute(text("SELECT DISTINCT first_name FROM contacts"))).all()
+                rows = (
+                    await session.execute(text("SELECT DISTINCT first_name FROM contacts"))
+                ).all()
                 await asyncio.sleep(0)
                 if {r[0] for r in rows} != {str(t)}:
                     seen_violations.append(f"text {t}: {rows}")

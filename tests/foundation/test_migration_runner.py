@@ -20,7 +20,9 @@ async def _versions(db: Database, tenants: list[uuid.UUID]) -> dict[uuid.UUID, s
     async with db.engine.connect() as conn:
         for t in tenants:
             found[t] = (
-                await conn.execute(text(f'SELECT version_num FROM "{tenant_schema(t)}".alembic_version'))
+                await conn.execute(
+                    text(f'SELECT version_num FROM "{tenant_schema(t)}".alembic_version')
+                )
             ).scalar_one()
     return found
 
@@ -35,12 +37,15 @@ async def test_fifty_schemas_one_failing_then_resume(
             assert await upgrade_tenant_schema(conn, t, TRACK, "w1") == "w1"
         async with db.platform_session() as session:
             session.add(
-                TenantRegistryRow(tenant_id=t, status="active", schema_name=tenant_schema(t),
-                                  schema_version="w1")
+                TenantRegistryRow(
+                    tenant_id=t, status="active", schema_name=tenant_schema(t), schema_version="w1"
+                )
             )
     broken = tenants[19]  # tenant 20 already has the column w2 adds: its upgrade fails
     async with db.engine.begin() as conn:
-        await conn.execute(text(f'ALTER TABLE "{tenant_schema(broken)}".widgets ADD COLUMN color text'))
+        await conn.execute(
+            text(f'ALTER TABLE "{tenant_schema(broken)}".widgets ADD COLUMN color text')
+        )
 
     settings = scratch_settings.model_copy(update={"migrate_concurrency": 2})
     report = await migrate_tenants(settings, TRACK, concurrency=2, chunk_size=10)
@@ -54,9 +59,14 @@ async def test_fifty_schemas_one_failing_then_resume(
     async with db.platform_session() as session:
         rows = {
             r.tenant_id: r
-            for r in (await session.execute(text(
-                "SELECT tenant_id, schema_version, migration_status, migration_error "
-                "FROM platform.tenant_registry"))).all()
+            for r in (
+                await session.execute(
+                    text(
+                        "SELECT tenant_id, schema_version, migration_status, migration_error "
+                        "FROM platform.tenant_registry"
+                    )
+                )
+            ).all()
         }
     assert rows[broken].migration_status == "failed"
     assert "color" in rows[broken].migration_error
@@ -76,9 +86,17 @@ async def test_fifty_schemas_one_failing_then_resume(
     noop = await migrate_tenants(settings, TRACK, concurrency=2)
     assert noop.results == []
     async with db.engine.connect() as conn:
-        cols = (await conn.execute(text(
-            "SELECT count(*) FROM information_schema.columns "
-            "WHERE table_name = 'widgets' AND column_name = 'color'"))).scalar_one()
-        idx = (await conn.execute(text(
-            "SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_widgets_color'"))).scalar_one()
+        cols = (
+            await conn.execute(
+                text(
+                    "SELECT count(*) FROM information_schema.columns "
+                    "WHERE table_name = 'widgets' AND column_name = 'color'"
+                )
+            )
+        ).scalar_one()
+        idx = (
+            await conn.execute(
+                text("SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_widgets_color'")
+            )
+        ).scalar_one()
     assert cols == 50 and idx == 50

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 import pytest_asyncio
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from crm_contacts.app import SCHEMA as CONTACTS_SCHEMA
 from crm_contacts.models import Company
@@ -27,7 +27,6 @@ from crm_lib.events import (
     connect_nats,
     emit,
     ensure_streams,
-    new_event,
     subject_for,
 )
 from crm_lib.migrations import provision_schema
@@ -53,7 +52,9 @@ async def _register(db: Database, tenant_id: uuid.UUID) -> None:
     async with db.platform_session() as session:
         session.add(
             TenantRegistryRow(
-                tenant_id=tenant_id, status="active", schema_name=tenant_schema(tenant_id),
+                tenant_id=tenant_id,
+                status="active",
+                schema_name=tenant_schema(tenant_id),
                 schema_version=CONTACTS_SCHEMA.tenant_track.head,
             )
         )
@@ -70,8 +71,9 @@ async def _record_effect(ctx: EventContext) -> None:
 async def running(
     scratch_settings: PlatformSettings, scratch_db: Database, private_nats: EmbeddedNats
 ) -> AsyncIterator[tuple[PlatformSettings, Database, OutboxRelay, EventWorker]]:
-    settings = scratch_settings.model_copy(update={"nats_url": private_nats.url,
-                                                   "consumer_max_deliver": 3})
+    settings = scratch_settings.model_copy(
+        update={"nats_url": private_nats.url, "consumer_max_deliver": 3}
+    )
     nc = await connect_nats(settings)
     js = nc.jetstream()
     await ensure_streams(js)
@@ -99,7 +101,7 @@ async def test_outbox_survives_nats_outage_and_effects_happen_once(
     running: tuple[PlatformSettings, Database, OutboxRelay, EventWorker],
     private_nats: EmbeddedNats,
 ) -> None:
-    settings, db, relay, worker = running
+    settings, db, _relay, worker = running
     tenant_id = uuid.uuid4()
     await _register(db, tenant_id)
 
@@ -115,7 +117,8 @@ async def test_outbox_survives_nats_outage_and_effects_happen_once(
             return int(
                 (
                     await session.execute(
-                        select(func.count()).where(OutboxRow.published_at.is_(None))
+                        select(func.count())
+                        .where(OutboxRow.published_at.is_(None))
                         .where(OutboxRow.tenant_id == tenant_id)
                     )
                 ).scalar_one()
@@ -154,7 +157,7 @@ async def _async(value: bool) -> bool:
 async def test_poison_messages_land_in_the_dead_letter_stream(
     running: tuple[PlatformSettings, Database, OutboxRelay, EventWorker],
 ) -> None:
-    settings, db, relay, worker = running
+    settings, db, _relay, _worker = running
     tenant_id = uuid.uuid4()
     await _register(db, tenant_id)
     async with db.tenant_session(tenant_id) as session:
@@ -162,11 +165,15 @@ async def test_poison_messages_land_in_the_dead_letter_stream(
     nc = await connect_nats(settings)
     js = nc.jetstream()
     # Undecodable bytes on a subscribed subject: dead-lettered at once.
-    await js.publish(subject_for(EVENT, tenant_id), b"\x00not an event",
-                     headers={"Nats-Msg-Id": str(uuid.uuid4())})
+    await js.publish(
+        subject_for(EVENT, tenant_id),
+        b"\x00not an event",
+        headers={"Nats-Msg-Id": str(uuid.uuid4())},
+    )
 
     dlq = await js.pull_subscribe(
-        f"{DLQ_ROOT}.>", stream=DLQ_STREAM,
+        f"{DLQ_ROOT}.>",
+        stream=DLQ_STREAM,
         config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
     )
 
@@ -175,11 +182,17 @@ async def test_poison_messages_land_in_the_dead_letter_stream(
     async def both_dead() -> bool:
         with contextlib.suppress(TimeoutError):
             collected.extend(await dlq.fetch(10, timeout=0.5))
-        mine = [m for m in collected if m.headers.get("Crm-Dlq-Subject") == subject_for(EVENT, tenant_id)]
+        mine = [
+            m
+            for m in collected
+            if m.headers.get("Crm-Dlq-Subject") == subject_for(EVENT, tenant_id)
+        ]
         return len(mine) >= 2
 
     await eventually(both_dead, timeout=30)
-    mine = [m for m in collected if m.headers.get("Crm-Dlq-Subject") == subject_for(EVENT, tenant_id)]
+    mine = [
+        m for m in collected if m.headers.get("Crm-Dlq-Subject") == subject_for(EVENT, tenant_id)
+    ]
     by_payload = {m.data: m for m in mine}
     assert by_payload[b"\x00not an event"].headers["Crm-Dlq-Delivered"] == "1"
     failing_msg = next(m for m in mine if m.data != b"\x00not an event")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from sqlalchemy import text
 
 from crm_lib.settings import SERVICE_NAMES
-from crm_lib.testing import RunningPlatform
 from crm_lib.tenancy import tenant_schema
+from crm_lib.testing import RunningPlatform
 from tests.foundation.helpers import create_tenant, eventually, tenant_status, wait_status
 
 
@@ -83,9 +82,11 @@ async def test_failure_is_visible_with_reason_and_retry_is_safe(platform: Runnin
 
     async with identity.db.platform_session() as session:
         svc = TenantService(session, identity.settings.provisioning_services)  # type: ignore[attr-defined]
-        await svc.create(TenantCreate(name="Doomed Inc", slug=f"f-{tenant_id.hex[:10]}"),
-                         tenant_id=tenant_id)
+        await svc.create(
+            TenantCreate(name="Doomed Inc", slug=f"f-{tenant_id.hex[:10]}"), tenant_id=tenant_id
+        )
     await wait_status(identity, tenant_id, "provisioning_failed")
+
     async def others_reported() -> object:
         async with identity.db.platform_session() as session:
             svc = TenantService(session, identity.settings.provisioning_services)  # type: ignore[attr-defined]
@@ -102,8 +103,11 @@ async def test_failure_is_visible_with_reason_and_retry_is_safe(platform: Runnin
     assert states["contacts"] == "provisioned"
     # The rogue table was left alone, nothing half-built next to it.
     async with sales.db.engine.connect() as conn:
-        tables = (await conn.execute(
-            text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema})).scalars()
+        tables = (
+            await conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema}
+            )
+        ).scalars()
         assert list(tables) == ["pipelines"]
 
     async with sales.db.engine.begin() as conn:
@@ -120,7 +124,9 @@ async def test_failure_is_visible_with_reason_and_retry_is_safe(platform: Runnin
 
     with pytest.raises(ProblemError) as refused:
         async with identity.db.platform_session() as session:
-            await TenantService(session, identity.settings.provisioning_services).retry_provisioning(  # type: ignore[attr-defined]
+            await TenantService(
+                session, identity.settings.provisioning_services
+            ).retry_provisioning(  # type: ignore[attr-defined]
                 tenant_id
             )
     assert refused.value.status_code == 409

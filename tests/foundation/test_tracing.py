@@ -33,13 +33,19 @@ async def test_request_publish_and_consumers_share_one_trace(
     await wait_status(identity, tenant_id, "active")
 
     def in_trace() -> list:
-        return [s for s in span_exporter.get_finished_spans()
-                if format(s.context.trace_id, "032x") == TRACE_ID]
+        return [
+            s
+            for s in span_exporter.get_finished_spans()
+            if format(s.context.trace_id, "032x") == TRACE_ID
+        ]
 
     async def consumers_seen() -> list | None:
         spans = in_trace()
         services = {s.instrumentation_scope.name for s in spans if s.kind == SpanKind.CONSUMER}
-        wanted = {f"crm.{svc}.consumer" for svc in ("identity", "contacts", "sales", "marketing", "support")}
+        wanted = {
+            f"crm.{svc}.consumer"
+            for svc in ("identity", "contacts", "sales", "marketing", "support")
+        }
         return spans if wanted <= services else None
 
     spans = await eventually(consumers_seen, timeout=30)
@@ -53,7 +59,9 @@ async def test_request_publish_and_consumers_share_one_trace(
         created_publish[0].parent.span_id == s.context.span_id for s in spans
     )
     contacts_consume = [
-        s for s in spans if s.kind == SpanKind.CONSUMER
+        s
+        for s in spans
+        if s.kind == SpanKind.CONSUMER
         and s.instrumentation_scope.name == "crm.contacts.consumer"
         and "identity.tenant.created" in s.name
     ]

@@ -555,7 +555,7 @@ def test_migrations_job_with_split_databases(full_docs) -> None:
     assert env["CRM_MIGRATE_LOCK_TIMEOUT_MS"]["value"] == "10000"
     hook_secret = secret_strings(one(full_docs, "Secret", name("migrations")))
     assert hook_secret["CRM_SALES_DATABASE_URL"] == "postgresql://crm:pw@pg-sales:5432/postgres"
-    assert hook_secret["CRM_STRIPE_SECRET_KEY"] == "sk_test_123"  # noqa: S105
+    assert hook_secret["CRM_STRIPE_SECRET_KEY"] == "sk_test_123"
 
 
 def test_migrations_can_be_disabled(chart) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from litestar import Litestar
 
+from crm_contacts.models import TenantBase
 from crm_lib.migrations import ServiceSchema, Track
 from crm_lib.service import ServiceDefinition, build_app
-from crm_contacts.models import TenantBase
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from crm_lib.tenancy import tenant_metadata
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crm_lib.tenancy import tenant_metadata
 
 
 class TenantBase(DeclarativeBase):

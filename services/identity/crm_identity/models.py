@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from crm_lib.tenancy import platform_metadata, tenant_metadata
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crm_lib.tenancy import platform_metadata, tenant_metadata
 
 
 class TenantBase(DeclarativeBase):

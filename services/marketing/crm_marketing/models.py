@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from crm_lib.tenancy import tenant_metadata
 from sqlalchemy import DateTime, Index, Integer, Numeric, String, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crm_lib.tenancy import tenant_metadata
 
 
 class TenantBase(DeclarativeBase):

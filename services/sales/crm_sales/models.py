@@ -6,7 +6,6 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from crm_lib.tenancy import tenant_metadata
 from sqlalchemy import (
     Boolean,
     Date,
@@ -21,6 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crm_lib.tenancy import tenant_metadata
 
 
 class TenantBase(DeclarativeBase):

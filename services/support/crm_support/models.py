@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from crm_lib.tenancy import tenant_metadata
 from sqlalchemy import DateTime, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crm_lib.tenancy import tenant_metadata
 
 
 class TenantBase(DeclarativeBase):

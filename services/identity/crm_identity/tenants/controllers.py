@@ -20,16 +20,19 @@ from crm_lib.http import ProblemError
 from crm_lib.service import ServiceRuntime
 
 
-def operator_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def operator_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler
+) -> None:
     settings: IdentitySettings = connection.app.state.settings
     expected = settings.operator_token.get_secret_value() if settings.operator_token else None
     if not expected:
         raise ProblemError(403, "Operator endpoints are disabled (CRM_OPERATOR_TOKEN unset).")
     header = connection.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _sep, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise ProblemError(401, "A valid operator token is required.",
-                           headers={"WWW-Authenticate": "Bearer"})
+        raise ProblemError(
+            401, "A valid operator token is required.", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 def _encode_cursor(tenant_id: uuid.UUID) -> str:
@@ -40,8 +43,11 @@ def _decode_cursor(cursor: str) -> uuid.UUID:
     try:
         return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, TypeError) as exc:
-        raise ProblemError(400, "Malformed cursor.", errors=[
-            {"field": "cursor", "message": "not a cursor returned by this API"}]) from exc
+        raise ProblemError(
+            400,
+            "Malformed cursor.",
+            errors=[{"field": "cursor", "message": "not a cursor returned by this API"}],
+        ) from exc
 
 
 class TenantController(Controller):

@@ -67,10 +67,14 @@ class TenantService:
     ) -> Tenant:
         if data.slug in RESERVED_SLUGS:
             raise ProblemError(
-                422, f"The slug '{data.slug}' is reserved.", title="Validation failed",
+                422,
+                f"The slug '{data.slug}' is reserved.",
+                title="Validation failed",
                 errors=[{"field": "slug", "message": "reserved"}],
             )
-        tenant = await self.repo.insert(tenant_id or uuid.uuid4(), data.slug, data.name.strip(), data.plan)
+        tenant = await self.repo.insert(
+            tenant_id or uuid.uuid4(), data.slug, data.name.strip(), data.plan
+        )
         if tenant is None:
             raise ProblemError(
                 409, f"A tenant with the slug '{data.slug}' already exists.", title="Conflict"
@@ -78,8 +82,11 @@ class TenantService:
         for service in self.required:
             await self.repo.record_service_state(tenant.id, service, "pending", None)
         await emit(
-            self.session, TENANT_CREATED, tenant.id,
-            {"slug": tenant.slug, "name": tenant.name, "plan": tenant.plan}, actor=actor,
+            self.session,
+            TENANT_CREATED,
+            tenant.id,
+            {"slug": tenant.slug, "name": tenant.name, "plan": tenant.plan},
+            actor=actor,
         )
         return tenant
 
@@ -99,7 +106,9 @@ class TenantService:
         await self.repo.reset_service_states(tenant_id, "pending")
         # Services are idempotent: those already done re-report, the others try again.
         await emit(
-            self.session, TENANT_CREATED, tenant.id,
+            self.session,
+            TENANT_CREATED,
+            tenant.id,
             {"slug": tenant.slug, "name": tenant.name, "plan": tenant.plan, "retry": True},
             actor=actor,
         )
@@ -114,19 +123,26 @@ class TenantService:
         await self.repo.set_status(tenant_id, "deleting")
         for service in self.required:
             await self.repo.record_service_state(tenant.id, service, "deleting", None)
-        await emit(self.session, TENANT_DELETION_REQUESTED, tenant.id, {"slug": tenant.slug},
-                   actor=actor)
+        await emit(
+            self.session, TENANT_DELETION_REQUESTED, tenant.id, {"slug": tenant.slug}, actor=actor
+        )
         return tenant
 
-    async def _move(self, tenant: Tenant, status: str, reason: str | None = None,
-                    **values: object) -> None:
+    async def _move(
+        self, tenant: Tenant, status: str, reason: str | None = None, **values: object
+    ) -> None:
         """Change a tenant's status and tell every service (their registry replicas)."""
         await self.repo.set_status(tenant.id, status, reason, **values)
-        await emit(self.session, TENANT_STATUS_CHANGED, tenant.id,
-                   {"status": status, "reason": reason, "previous": tenant.status})
+        await emit(
+            self.session,
+            TENANT_STATUS_CHANGED,
+            tenant.id,
+            {"status": status, "reason": reason, "previous": tenant.status},
+        )
 
-    async def record_report(self, tenant_id: uuid.UUID, service: str, outcome: str,
-                            detail: str | None) -> None:
+    async def record_report(
+        self, tenant_id: uuid.UUID, service: str, outcome: str, detail: str | None
+    ) -> None:
         """Apply one service's saga report; moves the tenant when all have answered."""
         tenant = await self.repo.get(tenant_id, lock=True)
         if tenant is None or service not in self.required:

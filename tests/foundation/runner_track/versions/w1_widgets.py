@@ -3,6 +3,7 @@
 Revision ID: w1
 Revises:
 """
+
 import sqlalchemy as sa
 from alembic import op
 

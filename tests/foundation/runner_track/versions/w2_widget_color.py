@@ -3,6 +3,7 @@
 Revision ID: w2
 Revises: w1
 """
+
 import sqlalchemy as sa
 from alembic import op
 
