@@ -193,10 +193,9 @@ class Stopwatch:
 
 def machine_note() -> str:
     cpus = os.cpu_count()
-    try:
+    affinity: int | None = cpus
+    with contextlib.suppress(AttributeError):
         affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = cpus
     mem = ""
     with contextlib.suppress(OSError, ValueError, IndexError):
         for line in Path("/proc/meminfo").read_text().splitlines():

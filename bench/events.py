@@ -61,7 +61,9 @@ async def _register(db: Database, tenant_id: uuid.UUID) -> None:
     async with db.platform_session() as session:
         session.add(
             TenantRegistryRow(
-                tenant_id=tenant_id, status="active", schema_name=tenant_schema(tenant_id),
+                tenant_id=tenant_id,
+                status="active",
+                schema_name=tenant_schema(tenant_id),
                 schema_version=CONTACTS_SCHEMA.tenant_track.head,
             )
         )
@@ -82,6 +84,12 @@ class Receipts:
         self.entered: dict[uuid.UUID, float] = {}
         self.committed: dict[uuid.UUID, float] = {}
         self.occurred: dict[uuid.UUID, float] = {}
+        self._changed = asyncio.Event()
+
+    async def wait_for(self, n: int) -> None:
+        while len(self.committed) < n:
+            self._changed.clear()
+            await self._changed.wait()
 
     async def handler(self, ctx: EventContext) -> None:
         event_id = ctx.event.id
@@ -91,6 +99,7 @@ class Receipts:
 
         def _committed(_session: Any) -> None:
             self.committed[event_id] = time.time()
+            self._changed.set()
 
         sa_event.listen(ctx.session.sync_session, "after_commit", _committed, once=True)
 
@@ -104,7 +113,11 @@ class Running:
         self.nc: Any = None
 
     async def start(
-        self, settings: PlatformSettings, db: Database, *, relay: bool,
+        self,
+        settings: PlatformSettings,
+        db: Database,
+        *,
+        relay: bool,
         subscriptions: list[Subscription] | None = None,
     ) -> tuple[OutboxRelay | None, EventWorker | None]:
         self.nc = await connect_nats(settings)
@@ -129,12 +142,17 @@ class Running:
 
 
 async def _latency(
-    settings: PlatformSettings, db: Database, tenant_id: uuid.UUID, n: int,
-    event_type: str, batch: int,
+    settings: PlatformSettings,
+    db: Database,
+    tenant_id: uuid.UUID,
+    n: int,
+    event_type: str,
+    batch: int,
 ) -> dict[str, Any]:
     receipts = Receipts()
-    sub = Subscription(f"bench-{event_type.split('.')[-1]}", [event_type], receipts.handler,
-                       batch=batch)
+    sub = Subscription(
+        f"bench-{event_type.split('.')[-1]}", [event_type], receipts.handler, batch=batch
+    )
     running = Running()
     await running.start(settings, db, relay=True, subscriptions=[sub])
     pad = _pad_for(tenant_id)
@@ -151,15 +169,18 @@ async def _latency(
                 ev = await emit(session, event_type, tenant_id, {"n": i, "pad": pad})
             commit_done[ev.id] = time.time()
         emit_seconds = time.perf_counter() - t0
-        deadline = time.monotonic() + 60
-        while len(receipts.committed) < n and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(receipts.wait_for(n), 60)
     finally:
         await running.close()
     async with db.engine.connect() as conn:
-        sizes = list((await conn.execute(
-            select(func.length(OutboxRow.payload)).where(OutboxRow.event_type == event_type)
-        )).scalars())
+        sizes = list(
+            (
+                await conn.execute(
+                    select(func.length(OutboxRow.payload)).where(OutboxRow.event_type == event_type)
+                )
+            ).scalars()
+        )
     ids = [i for i in commit_done if i in receipts.committed]
     return {
         "n": n,
@@ -179,11 +200,15 @@ async def _raw_publish(settings: PlatformSettings, n: int, size: int, msg_id: bo
         js = nc.jetstream()
         with contextlib.suppress(Exception):
             await js.delete_stream(RAW_STREAM)
-        await js.add_stream(StreamConfig(
-            name=RAW_STREAM, subjects=[f"{RAW_SUBJECT.split('.')[0]}.>"],
-            storage=StorageType.FILE, retention=RetentionPolicy.LIMITS,
-            duplicate_window=15 * 60,
-        ))
+        await js.add_stream(
+            StreamConfig(
+                name=RAW_STREAM,
+                subjects=[f"{RAW_SUBJECT.split('.')[0]}.>"],
+                storage=StorageType.FILE,
+                retention=RetentionPolicy.LIMITS,
+                duplicate_window=15 * 60,
+            )
+        )
         payload = b"x" * size
         watch = Stopwatch()
         futures = []
@@ -214,12 +239,16 @@ async def _relay_throughput(
     emit_seconds = watch.seconds
     total = per_tx * BULK_TX
     async with db.engine.connect() as conn:
-        pending = (await conn.execute(
-            select(func.count()).where(OutboxRow.published_at.is_(None))
-        )).scalar_one()
-        size = (await conn.execute(
-            select(func.avg(func.length(OutboxRow.payload))).where(OutboxRow.event_type == BULK_TYPE)
-        )).scalar_one()
+        pending = (
+            await conn.execute(select(func.count()).where(OutboxRow.published_at.is_(None)))
+        ).scalar_one()
+        size = (
+            await conn.execute(
+                select(func.avg(func.length(OutboxRow.payload))).where(
+                    OutboxRow.event_type == BULK_TYPE
+                )
+            )
+        ).scalar_one()
     assert pending == total, f"expected {total} pending rows, found {pending}"
 
     running = Running()
@@ -227,24 +256,37 @@ async def _relay_throughput(
     relay, _ = await running.start(settings, db, relay=True)
     assert relay is not None
     try:
+        # The relay has no completion hook: sample its counter every 5 ms.
         deadline = time.monotonic() + 300
-        while relay.published < total and time.monotonic() < deadline:
+        while relay.published < total and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         relay_seconds = watch.seconds
     finally:
         await running.close()
     async with db.engine.connect() as conn:
-        published = (await conn.execute(
-            select(func.count()).where(OutboxRow.event_type == BULK_TYPE)
-            .where(OutboxRow.published_at.is_not(None))
-        )).scalar_one()
-        span = (await conn.execute(text(
-            "SELECT extract(epoch FROM max(published_at) - min(published_at)), "
-            "count(DISTINCT published_at) FROM platform.outbox WHERE event_type = :t"
-        ), {"t": BULK_TYPE})).one()
+        published = (
+            await conn.execute(
+                select(func.count())
+                .where(OutboxRow.event_type == BULK_TYPE)
+                .where(OutboxRow.published_at.is_not(None))
+            )
+        ).scalar_one()
+        span = (
+            await conn.execute(
+                text(
+                    "SELECT extract(epoch FROM max(published_at) - min(published_at)), "
+                    "count(DISTINCT published_at) FROM platform.outbox WHERE event_type = :t"
+                ),
+                {"t": BULK_TYPE},
+            )
+        ).one()
     return {
-        "n": total, "emit_seconds": emit_seconds, "relay_seconds": relay_seconds,
-        "published": published, "payload": float(size), "batches": int(span[1]),
+        "n": total,
+        "emit_seconds": emit_seconds,
+        "relay_seconds": relay_seconds,
+        "published": published,
+        "payload": float(size),
+        "batches": int(span[1]),
         "server_span": float(span[0] or 0.0),
     }
 
@@ -252,8 +294,9 @@ async def _relay_throughput(
 async def run(stack: Stack, quick: bool) -> Result:
     n_latency = 200 if quick else 1000
     n_bulk = 4000 if quick else 20000
-    result = Result("events", "event path: outbox commit → consumer effect, relay throughput",
-                    quick)
+    result = Result(
+        "events", "event path: outbox commit → consumer effect, relay throughput", quick
+    )
     watch = Stopwatch()
     settings = stack.settings("contacts", database_name=f"crm_bench_events_{uuid.uuid4().hex[:6]}")
     await prepare_database(load_service("contacts"), settings)
@@ -332,12 +375,24 @@ async def run(stack: Stack, quick: bool) -> Result:
         f"ratio relay / raw (mean of before+after): {ratio:.2f}",
     ]
     result.targets = [
-        Target("p95 outbox commit → consumer effect", f"{p95:.0f} ms (p50 {p50:.0f} ms)",
-               f"≤ {TARGET_P95_MS:.0f} ms", p95 <= TARGET_P95_MS),
-        Target("relay throughput / raw publish_async", f"{ratio:.2f} ({relay_rate:.0f} vs "
-               f"{raw:.0f} msg/s)", f"≥ {TARGET_RATIO}", ratio >= TARGET_RATIO),
-        Target("diagnostic: p95 with Subscription(batch=1)",
-               f"{percentile(diag['effect'], 95) * 1000:.0f} ms", "(not a target)", None),
+        Target(
+            "p95 outbox commit → consumer effect",
+            f"{p95:.0f} ms (p50 {p50:.0f} ms)",
+            f"≤ {TARGET_P95_MS:.0f} ms",
+            p95 <= TARGET_P95_MS,
+        ),
+        Target(
+            "relay throughput / raw publish_async",
+            f"{ratio:.2f} ({relay_rate:.0f} vs {raw:.0f} msg/s)",
+            f"≥ {TARGET_RATIO}",
+            ratio >= TARGET_RATIO,
+        ),
+        Target(
+            "diagnostic: p95 with Subscription(batch=1)",
+            f"{percentile(diag['effect'], 95) * 1000:.0f} ms",
+            "(not a target)",
+            None,
+        ),
     ]
     result.seconds = watch.seconds
     return result

@@ -20,7 +20,15 @@ from typing import Any
 
 from sqlalchemy import insert, text
 
-from bench.common import Result, StatementCounter, Stack, Stopwatch, Target, log, percentile, summary
+from bench.common import (
+    Result,
+    Stack,
+    StatementCounter,
+    Stopwatch,
+    Target,
+    log,
+    summary,
+)
 from crm_contacts.app import SCHEMA as CONTACTS_SCHEMA
 from crm_lib.migrations import RunReport, Track, lagging_tenants, migrate_tenants, provision_schema
 from crm_lib.platform_tables import TenantRegistryRow
@@ -53,9 +61,14 @@ async def _provision(settings: PlatformSettings, n: int) -> tuple[list[uuid.UUID
             await session.execute(
                 insert(TenantRegistryRow),
                 [
-                    {"tenant_id": t, "slug": f"bench-{t.hex[:12]}", "status": "active",
-                     "schema_name": tenant_schema(t), "schema_version": head,
-                     "migration_status": "ok"}
+                    {
+                        "tenant_id": t,
+                        "slug": f"bench-{t.hex[:12]}",
+                        "status": "active",
+                        "schema_name": tenant_schema(t),
+                        "schema_version": head,
+                        "migration_status": "ok",
+                    }
                     for t in tenants
                 ],
             )
@@ -68,23 +81,41 @@ async def _check(settings: PlatformSettings, n: int) -> dict[str, Any]:
     db = Database(settings, pool_size=1, max_overflow=0)
     try:
         async with db.engine.connect() as conn:
-            cols = (await conn.execute(text(
-                "SELECT column_name, count(*) FROM information_schema.columns "
-                "WHERE table_schema LIKE 'tenant\\_%' AND table_name = 'contacts' "
-                "AND column_name IN ('bench_score', 'bench_tier') GROUP BY 1"))).all()
-            idx = (await conn.execute(text(
-                "SELECT indexname, count(*) FROM pg_indexes WHERE schemaname LIKE 'tenant\\_%' "
-                "AND indexname IN ('ix_contacts_bench_score', 'ix_contacts_bench_tier') "
-                "GROUP BY 1"))).all()
-            versions = (await conn.execute(text(
-                "SELECT schema_version, migration_status, count(*) "
-                "FROM platform.tenant_registry GROUP BY 1, 2"))).all()
+            cols = (
+                await conn.execute(
+                    text(
+                        "SELECT column_name, count(*) FROM information_schema.columns "
+                        "WHERE table_schema LIKE 'tenant\\_%' AND table_name = 'contacts' "
+                        "AND column_name IN ('bench_score', 'bench_tier') GROUP BY 1"
+                    )
+                )
+            ).all()
+            idx = (
+                await conn.execute(
+                    text(
+                        "SELECT indexname, count(*) FROM pg_indexes "
+                        "WHERE schemaname LIKE 'tenant\\_%' "
+                        "AND indexname IN ('ix_contacts_bench_score', 'ix_contacts_bench_tier') "
+                        "GROUP BY 1"
+                    )
+                )
+            ).all()
+            versions = (
+                await conn.execute(
+                    text(
+                        "SELECT schema_version, migration_status, count(*) "
+                        "FROM platform.tenant_registry GROUP BY 1, 2"
+                    )
+                )
+            ).all()
         lagging = await lagging_tenants(db, TRACK.head)
     finally:
         await db.dispose()
     return {
-        "columns": dict(cols), "indexes": dict(idx),
-        "registry": {f"{v}/{s}": c for v, s, c in versions}, "lagging": len(lagging),
+        "columns": dict(cols),
+        "indexes": dict(idx),
+        "registry": {f"{v}/{s}": c for v, s, c in versions},
+        "lagging": len(lagging),
     }
 
 
@@ -114,8 +145,15 @@ async def _one_size(stack: Stack, n: int) -> dict[str, Any]:
         noops.append((await migrate_tenants(settings, TRACK, concurrency=2)).seconds)
     check = await _check(settings, n)
     return {
-        "n": n, "database": name, "provision_s": prov_s, "c1": c1, "c2": c2, "noop": noop,
-        "noops": noops, "c1_statements": c1_statements, "noop_statements": noop_statements,
+        "n": n,
+        "database": name,
+        "provision_s": prov_s,
+        "c1": c1,
+        "c2": c2,
+        "noop": noop,
+        "noops": noops,
+        "c1_statements": c1_statements,
+        "noop_statements": noop_statements,
         "check": check,
     }
 
@@ -131,8 +169,8 @@ async def run(stack: Stack, quick: bool) -> Result:
         n, c1, c2, noop = r["n"], r["c1"], r["c2"], r["noop"]
         raw += [
             f"--- N = {n} schemas (database {r['database']}) ---",
-            f"provision {n} schemas (fast path, {PROVISION_CONCURRENCY} at a time) + registry rows: "
-            f"{r['provision_s']:.2f} s ({r['provision_s'] / n * 1000:.1f} ms/schema wall)",
+            f"provision {n} schemas (fast path, {PROVISION_CONCURRENCY} at a time) + registry "
+            f"rows: {r['provision_s']:.2f} s ({r['provision_s'] / n * 1000:.1f} ms/schema wall)",
             f"concurrency 1 ({R2}): wall {c1.seconds:.2f} s = "
             f"{c1.seconds / n:.4f} s/schema; ok={len(c1.succeeded)} failed={len(c1.failed)}; "
             f"statements sent {r['c1_statements']} ({r['c1_statements'] / n:.1f}/schema)",
@@ -143,7 +181,8 @@ async def run(stack: Stack, quick: bool) -> Result:
             f"  speed-up 2 vs 1: {c1.seconds / c2.seconds:.2f}x",
             f"no-op rerun: wall {noop.seconds * 1000:.1f} ms, results={len(noop.results)}, "
             f"statements sent {r['noop_statements']}; 5 no-op runs: "
-            + ", ".join(f"{s * 1000:.1f}" for s in r["noops"]) + " ms "
+            + ", ".join(f"{s * 1000:.1f}" for s in r["noops"])
+            + " ms "
             f"(median {statistics.median(r['noops']) * 1000:.1f} ms)",
             f"check after: {r['check']}",
         ]
@@ -156,17 +195,31 @@ async def run(stack: Stack, quick: bool) -> Result:
     n_big = big["n"]
     best = min(big["c1"].seconds, big["c2"].seconds) / n_big
     result.targets = [
-        Target(f"s/schema at N={n_big}, concurrency 1", f"{big['c1'].seconds / n_big:.4f} s",
-               f"≤ {TARGET_S_PER_SCHEMA} s", big["c1"].seconds / n_big <= TARGET_S_PER_SCHEMA),
-        Target(f"s/schema at N={n_big}, concurrency 2", f"{big['c2'].seconds / n_big:.4f} s",
-               f"≤ {TARGET_S_PER_SCHEMA} s", big["c2"].seconds / n_big <= TARGET_S_PER_SCHEMA),
-        Target("vs django-tenants (peer figure, not re-measured)",
-               f"{PEER_S_PER_SCHEMA / best:.1f}× faster than {PEER_S_PER_SCHEMA} s/schema",
-               "≥ 5×", None),
-        Target(f"no-op rerun at N={n_big}",
-               f"{statistics.median(big['noops']) * 1000:.1f} ms median, "
-               f"{big['noop_statements']} SQL statement(s)",
-               "≈ one catalogue query, not a per-schema walk", big["noop_statements"] <= 2),
+        Target(
+            f"s/schema at N={n_big}, concurrency 1",
+            f"{big['c1'].seconds / n_big:.4f} s",
+            f"≤ {TARGET_S_PER_SCHEMA} s",
+            big["c1"].seconds / n_big <= TARGET_S_PER_SCHEMA,
+        ),
+        Target(
+            f"s/schema at N={n_big}, concurrency 2",
+            f"{big['c2'].seconds / n_big:.4f} s",
+            f"≤ {TARGET_S_PER_SCHEMA} s",
+            big["c2"].seconds / n_big <= TARGET_S_PER_SCHEMA,
+        ),
+        Target(
+            "vs django-tenants (peer figure, not re-measured)",
+            f"{PEER_S_PER_SCHEMA / best:.1f}x faster than {PEER_S_PER_SCHEMA} s/schema",
+            "≥ 5x",
+            None,
+        ),
+        Target(
+            f"no-op rerun at N={n_big}",
+            f"{statistics.median(big['noops']) * 1000:.1f} ms median, "
+            f"{big['noop_statements']} SQL statement(s)",
+            "≈ one catalogue query, not a per-schema walk",
+            big["noop_statements"] <= 2,
+        ),
     ]
     result.method = [
         f"Sizes: N = {', '.join(str(s) for s in sizes)}; each N in its own scratch contacts "

@@ -18,7 +18,17 @@ from typing import Any
 
 from sqlalchemy import text
 
-from bench.common import CpuMeter, Result, StatementCounter, Stack, Stopwatch, Target, log, percentile, summary
+from bench.common import (
+    CpuMeter,
+    Result,
+    Stack,
+    StatementCounter,
+    Stopwatch,
+    Target,
+    log,
+    percentile,
+    summary,
+)
 from crm_identity.tenants.schemas import TenantCreate
 from crm_identity.tenants.service import TenantService
 from crm_lib.events import connect_nats, ensure_streams
@@ -184,13 +194,25 @@ async def _stages(platform: Platform, ids: list[uuid.UUID]) -> list[str]:
     inbox: dict[tuple[uuid.UUID, str, str], Any] = {}
     for rt in platform.runtimes.values():
         async with rt.db.engine.connect() as conn:
-            for r in (await conn.execute(text(
-                "SELECT tenant_id, event_type, created_at, published_at FROM platform.outbox "
-                "WHERE tenant_id = ANY(:ids)"), {"ids": ids})).all():
+            for r in (
+                await conn.execute(
+                    text(
+                        "SELECT tenant_id, event_type, created_at, published_at "
+                        "FROM platform.outbox WHERE tenant_id = ANY(:ids)"
+                    ),
+                    {"ids": ids},
+                )
+            ).all():
                 outbox[(r.tenant_id, r.event_type)] = (r.created_at, r.published_at)
-            for r in (await conn.execute(text(
-                "SELECT tenant_id, consumer, event_type, processed_at FROM platform.inbox "
-                "WHERE tenant_id = ANY(:ids)"), {"ids": ids})).all():
+            for r in (
+                await conn.execute(
+                    text(
+                        "SELECT tenant_id, consumer, event_type, processed_at FROM platform.inbox "
+                        "WHERE tenant_id = ANY(:ids)"
+                    ),
+                    {"ids": ids},
+                )
+            ).all():
                 inbox[(r.tenant_id, r.consumer, r.event_type)] = r.processed_at
     a: list[float] = []
     b: list[float] = []
@@ -218,12 +240,13 @@ async def _stages(platform: Platform, ids: list[uuid.UUID]) -> list[str]:
         f"  3 {svc:9} consumer tx → its `provisioned` relay batch       {summary(v, 1000)}"
         for svc, v in c.items()
     ]
-    lines.append(f"  4 `provisioned` relay batch → identity saga consumer tx     {summary(d, 1000)}")
+    lines.append(f"  4 `provisioned` relay batch → identity saga consumer tx   {summary(d, 1000)}")
     return lines
 
 
 async def run(stack: Stack, quick: bool) -> Result:
     n = 20 if quick else 200
+    n_solo = 5 if quick else 20
     result = Result("provisioning", "tenant sign-up to `active` across all five services", quick)
     watch = Stopwatch()
     platform = Platform(stack)
@@ -234,7 +257,8 @@ async def run(stack: Stack, quick: bool) -> Result:
     await activations.start()
     counter = StatementCounter()
     try:
-        warm_ids, warm_obs = await _drive(identity, activations, WARMUP, WARMUP)
+        warm_ids, _ = await _drive(identity, activations, WARMUP, WARMUP)
+        solo_ids, _ = await _drive(identity, activations, n_solo, 1)
         run_watch = Stopwatch()
         cpu = CpuMeter(stack)
         with counter.counting():
@@ -252,14 +276,31 @@ async def run(stack: Stack, quick: bool) -> Result:
                 )
             ).all()
             warm_rows = (
-                await conn.execute(
-                    text(
-                        "SELECT extract(epoch FROM activated_at - created_at) FROM platform.tenants "
-                        "WHERE id = ANY(:ids)"
-                    ),
-                    {"ids": warm_ids},
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT extract(epoch FROM activated_at - created_at) "
+                            "FROM platform.tenants WHERE id = ANY(:ids)"
+                        ),
+                        {"ids": warm_ids},
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
+            solo_rows = (
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT extract(epoch FROM activated_at - created_at) "
+                            "FROM platform.tenants WHERE id = ANY(:ids)"
+                        ),
+                        {"ids": solo_ids},
+                    )
+                )
+                .scalars()
+                .all()
+            )
         # Every service's registry replica agrees the tenant is there at its head.
         per_service: dict[str, Any] = {}
         for name, rt in platform.runtimes.items():
@@ -291,8 +332,11 @@ async def run(stack: Stack, quick: bool) -> Result:
         "in this one process on one event loop, exactly as the `platform` test fixture does "
         "(`prepare_database` per service, `ensure_streams`, `run_worker` per service: outbox "
         "relay + durable pull consumers). Default settings (outbox poll 1 s fallback behind "
-        "LISTEN/NOTIFY, consumer fetch batch 100). Tracing off (no OTLP endpoint), logs at WARNING.",
-        f"{WARMUP} warm-up tenants first (excluded from the figures, reported below).",
+        "LISTEN/NOTIFY, consumer fetch batch 100). Tracing off (no OTLP endpoint), logs at "
+        "WARNING.",
+        f"{WARMUP} warm-up tenants first, then {n_solo} tenants one at a time (the unloaded "
+        "latency, i.e. service time without queueing); both are reported below but are not "
+        "part of the headline figures.",
         f"Then {n} tenants, closed loop with {CREATORS} creator tasks: each calls "
         "`TenantService.create` in its own `platform_session` (one committed transaction that "
         "inserts the tenant, five `pending` service states and the outbox row), waits until "
@@ -325,15 +369,31 @@ async def run(stack: Stack, quick: bool) -> Result:
         f"SQL statements sent by all five services during the measured phase: {counter.count} "
         f"({counter.count / len(rows):.0f} per tenant)",
         *stages,
-        f"warm-up tenants ({WARMUP}):          {summary([float(x) for x in warm_rows], 1000, ' ms')}",
-        f"warm-up client-observed:     {summary(list(warm_obs.values()), 1000, ' ms')}",
+        f"one in flight ({n_solo} tenants, after warm-up): "
+        + summary([float(x) for x in solo_rows], 1000, " ms"),
+        f"warm-up tenants ({WARMUP} in flight): "
+        + summary([float(x) for x in warm_rows], 1000, " ms"),
     ]
     result.targets = [
-        Target("p95 create→active", f"{p95 * 1000:.0f} ms (p50 {p50 * 1000:.0f} ms)",
-               f"≤ {TARGET_P95_S * 1000:.0f} ms", p95 <= TARGET_P95_S),
-        Target("throughput", f"{tps_server:.2f} tenants/s",
-               "≥ 2× django-tenants' tenants/s if measured in the same run (not run here; "
-               "BENCHMARKS.md peer figure: 3.2 tenants/s on this machine kind)", None),
+        Target(
+            "p95 create→active",
+            f"{p95 * 1000:.0f} ms (p50 {p50 * 1000:.0f} ms)",
+            f"≤ {TARGET_P95_S * 1000:.0f} ms",
+            p95 <= TARGET_P95_S,
+        ),
+        Target(
+            "p95 with one tenant in flight (informational)",
+            f"{percentile([float(x) for x in solo_rows], 95) * 1000:.0f} ms",
+            f"≤ {TARGET_P95_S * 1000:.0f} ms",
+            None,
+        ),
+        Target(
+            "throughput",
+            f"{tps_server:.2f} tenants/s",
+            "≥ 2x django-tenants' tenants/s if measured in the same run (not run here; "
+            "BENCHMARKS.md peer figure: 3.2 tenants/s on this machine kind)",
+            None,
+        ),
     ]
     result.seconds = watch.seconds
     return result

@@ -53,12 +53,17 @@ async def _main(names: list[str], quick: bool, keep: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("names", nargs="*",
-                        help=f"benchmarks to run (default: all of {', '.join(NAMES)})")
-    parser.add_argument("--quick", action="store_true",
-                        help="reduced sizes for development (results are marked QUICK)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the servers' temp dir (for debugging)")
+    parser.add_argument(
+        "names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(NAMES)})"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="reduced sizes for development (results are marked QUICK)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the servers' temp dir (for debugging)"
+    )
     args = parser.parse_args(argv)
     names = args.names or list(NAMES)
     unknown = [n for n in names if n not in NAMES]

@@ -179,3 +179,12 @@ async def bind_tenant(conn: AsyncConnection, tenant_id: uuid.UUID | str) -> Asyn
     conn = await conn.execution_options(schema_translate_map={None: schema})
     await conn.execute(_SET_SEARCH_PATH, {"path": quote_ident(schema)})
     return conn
+
+
+def tenant_key(tenant_id: uuid.UUID | str, namespace: str, *parts: str) -> str:
+    """A Redis key inside one tenant's key space (rate limits, idempotency, caches)."""
+    if not re.match(r"^[a-z][a-z0-9_-]*$", namespace):
+        raise ValueError(f"bad key namespace {namespace!r}")
+    tail = ":".join(p.replace(":", "%3A") for p in parts)
+    base = f"crm:t:{parse_tenant_id(tenant_id)}:{namespace}"
+    return f"{base}:{tail}" if tail else base
