@@ -252,3 +252,24 @@ def create_app(
         debug=False,
         logging_config=None,
     )
+
+
+def if_match_version(header: str | None) -> int | None:
+    """The version an ``If-Match`` header asks for (``"3"``, ``W/"3"`` or ``3``); 400 if garbled."""
+    if header is None or header.strip() == "*":
+        return None
+    value = header.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    if not value.isdigit() or len(value) > 18:
+        raise ProblemError(400, "If-Match must carry the resource version, e.g. \"3\".",
+                           errors=[{"field": "If-Match", "message": "not a version"}])
+    return int(value)
+
+
+def client_ip(headers: Any, fallback: str | None) -> str:
+    """The caller's address: the gateway's ``X-Forwarded-For`` (it overwrites the client's)."""
+    forwarded = headers.get("x-forwarded-for", "")
+    first = forwarded.split(",")[0].strip() if forwarded else ""
+    return first or fallback or "unknown"

@@ -18,8 +18,10 @@ from typing import Any
 from litestar import Litestar
 from litestar.di import Provide
 from nats.aio.client import Client as NatsClient
+from redis.asyncio import Redis
 from sqlalchemy import text
 
+from crm_lib.auth import JWKSVerifier, TokenVerifier, install_auth, principal_dependency
 from crm_lib.events import EventWorker, OutboxRelay, Subscription, connect_nats, ensure_streams
 from crm_lib.http import create_app
 from crm_lib.migrations import ServiceSchema, upgrade_platform
@@ -39,6 +41,19 @@ class ServiceRuntime:
         self.db = Database(settings)
         self.nc: NatsClient | None = None
         self._connect_task: asyncio.Task[None] | None = None
+        self._redis: Redis | None = None
+        # Service-specific singletons built on this runtime (e.g. identity's key store).
+        self.extras: dict[str, Any] = {}
+
+    @property
+    def redis(self) -> Redis:
+        """A Redis client with short timeouts: callers must tolerate Redis being away."""
+        if self._redis is None:
+            self._redis = Redis.from_url(
+                self.settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+                health_check_interval=10,
+            )
+        return self._redis
 
     async def _connect(self) -> None:
         self.nc = await connect_nats(self.settings, wait=True)
@@ -72,6 +87,9 @@ class ServiceRuntime:
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
         await self.db.dispose()
 
 
@@ -84,6 +102,8 @@ class ServiceDefinition:
         default=lambda _runtime: []
     )
     settings_class: type[PlatformSettings] | None = None
+    # How the web process verifies access tokens (default: identity's JWKS over HTTP).
+    verifier_factory: Callable[[ServiceRuntime], TokenVerifier] | None = None
 
     def settings(self, **overrides: object) -> PlatformSettings:
         return settings_for(self.name, self.settings_class, **overrides)  # type: ignore[arg-type]
@@ -107,12 +127,25 @@ def build_app(
     settings: PlatformSettings | None = None,
     *,
     runtime: ServiceRuntime | None = None,
+    token_verifier: TokenVerifier | None = None,
 ) -> Litestar:
+    """The service's web app.
+
+    Handlers get ``principal`` (``crm_lib.auth.principal_dependency``) verified by
+    ``token_verifier``, by default a ``JWKSVerifier`` fetching identity's JWKS; identity
+    passes a verifier over its own keys.
+    """
     settings = settings or definition.settings()
     setup_logging(settings)
     setup_tracing(settings)
     owned = runtime is None
     rt = runtime or ServiceRuntime(settings)
+    if token_verifier is not None:
+        verifier = token_verifier
+    elif definition.verifier_factory is not None:
+        verifier = definition.verifier_factory(rt)
+    else:
+        verifier = JWKSVerifier(settings)
 
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
@@ -120,16 +153,25 @@ def build_app(
         try:
             yield
         finally:
+            close = getattr(verifier, "aclose", None)
+            if close is not None:
+                await close()
             if owned:
                 await rt.close()
+
+    state: dict[str, Any] = {"runtime": rt, "settings": settings}
+    install_auth(state, verifier)
 
     return create_app(
         service=definition.name,
         route_handlers=definition.route_handlers,
         readiness={"database": rt.db_ready, "nats": rt.nats_ready},
         lifespan=[lifespan],
-        dependencies={"runtime": Provide(lambda: rt, sync_to_thread=False)},
-        state={"runtime": rt, "settings": settings},
+        dependencies={
+            "runtime": Provide(lambda: rt, sync_to_thread=False),
+            "principal": principal_dependency(),
+        },
+        state=state,
     )
 
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,40 @@ def redis_server(servers_dir: Path) -> Iterator[EmbeddedRedis]:
         yield server
 
 
+@dataclass
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) that keeps every message it receives."""
+
+    host: str
+    port: int
+    messages: list[Any] = field(default_factory=list)
+
+    def to(self, address: str) -> list[Any]:
+        return [m for m in self.messages if address.lower() in str(m["To"]).lower()]
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpSink]:
+    from email import message_from_bytes
+    from email.policy import default as default_policy
+
+    from aiosmtpd.controller import Controller
+
+    from crm_lib.devstack import free_port
+
+    sink = SmtpSink("127.0.0.1", free_port())
+
+    class Handler:
+        async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+            sink.messages.append(message_from_bytes(envelope.content, policy=default_policy))
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname=sink.host, port=sink.port)
+    controller.start()
+    yield sink
+    controller.stop()
+
+
 @pytest.fixture(scope="session")
 def span_exporter() -> InMemorySpanExporter:
     exporter = InMemorySpanExporter()
@@ -96,6 +130,22 @@ def make_settings(
     return factory
 
 
+async def eventually(
+    probe: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.05
+) -> Any:
+    """Poll ``probe`` until it returns something truthy (outcome-based waiting, never timing)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value {last!r}")
+
+
 def scratch_database_name(prefix: str = "scratch") -> str:
     return f"crm_{prefix}_{uuid.uuid4().hex[:10]}"
 
@@ -115,12 +165,16 @@ class RunningPlatform:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def platform(
-    make_settings: SettingsFactory, span_exporter: InMemorySpanExporter
+    make_settings: SettingsFactory, span_exporter: InMemorySpanExporter, smtp_server: SmtpSink
 ) -> AsyncIterator[RunningPlatform]:
     definitions = {name: load_service(name) for name in SERVICE_NAMES}
     runtimes: dict[str, ServiceRuntime] = {}
     for name, definition in definitions.items():
-        settings = make_settings(name, operator_token="test-operator-token")
+        extra: dict[str, Any] = {}
+        if name == "identity":
+            extra = {"smtp_host": smtp_server.host, "smtp_port": smtp_server.port,
+                     "operator_token": "test-operator-token"}
+        settings = make_settings(name, internal_token="test-internal-token", **extra)
         await prepare_database(definition, settings)
         runtimes[name] = ServiceRuntime(settings)
     nc = await connect_nats(make_settings("tests"))

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from crm_identity.tenants.schemas import TenantCreate
 from crm_identity.tenants.service import TenantService
 from crm_lib.service import ServiceRuntime
+from crm_lib.testing import eventually
 
 T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.05
-) -> T:
-    """Poll ``probe`` until it returns a truthy value (outcome-based waiting, not timing)."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last value {last!r}")
 
 
 async def create_tenant(identity: ServiceRuntime, slug: str | None = None) -> uuid.UUID:

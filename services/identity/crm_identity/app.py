@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from litestar import Litestar
 
-from crm_identity.models import TenantBase
+from crm_identity.app_schema import SCHEMA
+from crm_identity.components import identity_of
+from crm_identity.internal_controllers import InternalController, KeyRotationController
+from crm_identity.mail.handlers import mail_subscription
+from crm_identity.public_controllers import PUBLIC_CONTROLLERS
 from crm_identity.settings import IdentitySettings
 from crm_identity.tenants.controllers import TenantController
 from crm_identity.tenants.handlers import saga_subscription
-from crm_lib.migrations import ServiceSchema, Track
 from crm_lib.service import ServiceDefinition, build_app
 
-MIGRATIONS = Path(__file__).parent / "migrations"
-
-SCHEMA = ServiceSchema(
-    service="identity",
-    tenant_metadata=TenantBase.metadata,
-    tenant_track=Track("identity-tenant", MIGRATIONS / "tenant", per_tenant=True),
-    platform_track=Track("identity-platform", MIGRATIONS / "platform"),
-)
 
 SERVICE = ServiceDefinition(
     name="identity",
     schema=SCHEMA,
-    route_handlers=[TenantController],
-    subscriptions=lambda runtime: [saga_subscription(runtime.settings)],  # type: ignore[arg-type]
+    route_handlers=[*PUBLIC_CONTROLLERS, InternalController, KeyRotationController,
+                    TenantController],
+    subscriptions=lambda runtime: [
+        saga_subscription(runtime.settings),  # type: ignore[arg-type]
+        mail_subscription(runtime.settings),  # type: ignore[arg-type]
+    ],
+    verifier_factory=lambda runtime: identity_of(runtime).verifier,
     settings_class=IdentitySettings,
 )
 

@@ -2,52 +2,19 @@
 
 from __future__ import annotations
 
-import base64
-import hmac
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import Controller, Response, delete, get, post
-from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Parameter
 
+from crm_identity.guards import operator_guard
 from crm_identity.settings import IdentitySettings
 from crm_identity.tenants import schemas
 from crm_identity.tenants.repository import TenantRepository
 from crm_identity.tenants.service import TenantService, to_schema
-from crm_lib.http import ProblemError
+from crm_lib.pagination import decode_cursor, encode_cursor
 from crm_lib.service import ServiceRuntime
-
-
-def operator_guard(
-    connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler
-) -> None:
-    settings: IdentitySettings = connection.app.state.settings
-    expected = settings.operator_token.get_secret_value() if settings.operator_token else None
-    if not expected:
-        raise ProblemError(403, "Operator endpoints are disabled (CRM_OPERATOR_TOKEN unset).")
-    header = connection.headers.get("authorization", "")
-    scheme, _sep, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise ProblemError(
-            401, "A valid operator token is required.", headers={"WWW-Authenticate": "Bearer"}
-        )
-
-
-def _encode_cursor(tenant_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(tenant_id.bytes).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, TypeError) as exc:
-        raise ProblemError(
-            400,
-            "Malformed cursor.",
-            errors=[{"field": "cursor", "message": "not a cursor returned by this API"}],
-        ) from exc
 
 
 class TenantController(Controller):
@@ -73,14 +40,14 @@ class TenantController(Controller):
         cursor: str | None = None,
         status: str | None = None,
     ) -> schemas.TenantPage:
-        after = _decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor, uuid.UUID)[0] if cursor else None
         async with runtime.db.platform_session() as session:
             rows = await TenantRepository(session).page(limit + 1, after, status)
         more = len(rows) > limit
         rows = rows[:limit]
         return schemas.TenantPage(
             data=[to_schema(t) for t in rows],
-            next_cursor=_encode_cursor(rows[-1].id) if more and rows else None,
+            next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
         )
 
     @get("/{tenant_id:uuid}")

@@ -15,12 +15,17 @@ class TenantRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def insert(self, tenant_id: uuid.UUID, slug: str, name: str, plan: str) -> Tenant | None:
+    async def insert(
+        self, tenant_id: uuid.UUID, slug: str, name: str, plan: str, seats: int
+    ) -> Tenant | None:
         """Insert a tenant; ``None`` if the slug is taken (no aborted transaction)."""
         row = (
             await self.session.execute(
                 pg_insert(Tenant)
-                .values(id=tenant_id, slug=slug, name=name, plan=plan, status="provisioning")
+                .values(
+                    id=tenant_id, slug=slug, name=name, plan=plan, seats=seats,
+                    status="provisioning",
+                )
                 .on_conflict_do_nothing(index_elements=["slug"])
                 .returning(Tenant)
             )

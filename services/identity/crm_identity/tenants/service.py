@@ -12,6 +12,7 @@ from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_identity.models import Tenant
+from crm_identity.plans import get_plan
 from crm_identity.tenants import schemas
 from crm_identity.tenants.repository import TenantRepository
 from crm_lib.events import emit
@@ -64,6 +65,7 @@ class TenantService:
         *,
         actor: str | None = None,
         tenant_id: uuid.UUID | None = None,
+        seats: int | None = None,
     ) -> Tenant:
         if data.slug in RESERVED_SLUGS:
             raise ProblemError(
@@ -73,7 +75,8 @@ class TenantService:
                 errors=[{"field": "slug", "message": "reserved"}],
             )
         tenant = await self.repo.insert(
-            tenant_id or uuid.uuid4(), data.slug, data.name.strip(), data.plan
+            tenant_id or uuid.uuid4(), data.slug, data.name.strip(), data.plan,
+            seats if seats is not None else get_plan(data.plan).default_seats,
         )
         if tenant is None:
             raise ProblemError(

@@ -1,0 +1,167 @@
+"""JWT signing keys and access-token minting (ES256, RFC 9068 profile).
+
+The active key is the newest unretired one. Rotation adds a new key and retires
+the old; a retired key stays in the JWKS until every token it signed expired.
+With ``CRM_JWT_PRIVATE_KEY`` set, that key is imported (kid = its thumbprint)
+instead of generating one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from joserfc import jwt
+from joserfc.jwk import ECKey
+from sqlalchemy import or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from crm_identity.models import SigningKey
+from crm_identity.settings import IdentitySettings
+from crm_lib.tenancy import Database
+
+AUDIENCE = "crm-api"
+
+
+@dataclass
+class _Cache:
+    active: ECKey
+    public: list[dict[str, Any]]
+    loaded_at: float
+
+
+class KeyStore:
+    """Process-wide view of the signing keys (refreshed every few seconds)."""
+
+    def __init__(self, db: Database, settings: IdentitySettings, refresh_seconds: float = 10):
+        self.db = db
+        self.settings = settings
+        self.refresh_seconds = refresh_seconds
+        self._cache: _Cache | None = None
+
+    async def _load(self) -> _Cache:
+        keep_after = datetime.now(UTC) - timedelta(
+            seconds=self.settings.access_token_ttl_seconds + 60
+        )
+        for _attempt in range(2):
+            async with self.db.platform_session() as session:
+                rows = list(
+                    (
+                        await session.execute(
+                            select(SigningKey)
+                            .where(
+                                or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > keep_after)
+                            )
+                            .order_by(SigningKey.created_at.desc())
+                        )
+                    ).scalars()
+                )
+            active_rows = [r for r in rows if r.retired_at is None]
+            if active_rows:
+                active = ECKey.import_key(json.loads(active_rows[0].private_jwk))
+                return _Cache(active, [r.public_jwk for r in rows], time.monotonic())
+            async with self.db.platform_session() as session:
+                await self._create(session)
+        raise RuntimeError("no signing key could be created")
+
+    async def _create(self, session: Any) -> None:
+        # One process creates the first key; others wait on the lock and find it.
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('crm_signing_keys'))"))
+        existing = (
+            await session.execute(select(SigningKey.kid).where(SigningKey.retired_at.is_(None)))
+        ).first()
+        if existing is not None:
+            return
+        await session.execute(pg_insert(SigningKey).values(**self._new_key_row()).on_conflict_do_nothing())
+
+    def _new_key_row(self) -> dict[str, Any]:
+        if self.settings.jwt_private_key is not None:
+            key = ECKey.import_key(self.settings.jwt_private_key.get_secret_value())
+            kid = key.thumbprint()
+        else:
+            kid = uuid.uuid4().hex
+            key = ECKey.generate_key("P-256", parameters={"kid": kid}, private=True)
+        private = key.as_dict(private=True)
+        private["kid"] = kid
+        public = key.as_dict(private=False)
+        public.update({"kid": kid, "use": "sig", "alg": "ES256"})
+        return {"kid": kid, "private_jwk": json.dumps(private), "public_jwk": public}
+
+    async def _current(self) -> _Cache:
+        if self._cache is None or time.monotonic() - self._cache.loaded_at > self.refresh_seconds:
+            self._cache = await self._load()
+        return self._cache
+
+    async def jwks(self) -> dict[str, Any]:
+        return {"keys": (await self._current()).public}
+
+    async def rotate(self) -> str:
+        async with self.db.platform_session() as session:
+            await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('crm_signing_keys'))"))
+            await session.execute(
+                update(SigningKey).where(SigningKey.retired_at.is_(None)).values(retired_at=datetime.now(UTC))
+            )
+            row = self._new_key_row()
+            if self.settings.jwt_private_key is not None:
+                # A configured key cannot rotate itself: generate a fresh one.
+                kid = uuid.uuid4().hex
+                key = ECKey.generate_key("P-256", parameters={"kid": kid}, private=True)
+                public = key.as_dict(private=False)
+                public.update({"kid": kid, "use": "sig", "alg": "ES256"})
+                row = {"kid": kid, "private_jwk": json.dumps(key.as_dict(private=True)), "public_jwk": public}
+            await session.execute(pg_insert(SigningKey).values(**row))
+        self._cache = None
+        return str(row["kid"])
+
+    async def ready(self) -> None:
+        """Load the keys now, so ``mint_now`` can run in synchronous code (authlib)."""
+        await self._current()
+
+    async def mint(self, **kwargs: Any) -> tuple[str, int, str]:
+        """(token, expires_in, jti)."""
+        await self._current()
+        return self.mint_now(**kwargs)
+
+    def mint_now(
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        subject: str,
+        kind: str,
+        roles: list[str] | None = None,
+        scopes: list[str] | None = None,
+        plan: str | None = None,
+        ttl_seconds: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[str, int, str]:
+        """Sign with the active key already loaded (call ``ready()`` first)."""
+        cache = self._cache
+        if cache is None:
+            raise RuntimeError("KeyStore.ready() was not awaited")
+        now = int(time.time())
+        ttl = ttl_seconds or self.settings.access_token_ttl_seconds
+        jti = uuid.uuid4().hex
+        claims: dict[str, Any] = {
+            "iss": self.settings.jwt_issuer,
+            "aud": AUDIENCE,
+            "sub": subject,
+            "kind": kind,
+            "tid": str(tenant_id),
+            "roles": roles or [],
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "jti": jti,
+        }
+        if scopes is not None:
+            claims["scope"] = " ".join(scopes)
+        if plan:
+            claims["plan"] = plan
+        if extra:
+            claims.update(extra)
+        header = {"alg": "ES256", "kid": cache.active.kid, "typ": "at+jwt"}
+        return jwt.encode(header, claims, cache.active), ttl, jti

@@ -1,0 +1,34 @@
+"""Wire shapes of OAuth2 clients."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from crm_identity.api_keys.schemas import Scope
+
+
+class ClientCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=50)]
+
+
+class Client(msgspec.Struct):
+    id: uuid.UUID
+    client_id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ClientCreated(msgspec.Struct):
+    id: uuid.UUID
+    client_id: str
+    client_secret: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
