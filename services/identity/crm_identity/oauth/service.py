@@ -119,10 +119,30 @@ class _Client(ClientMixin):  # type: ignore[misc]
         return grant_type == "client_credentials"
 
 
+class _Headers(dict[str, str]):
+    """Case-insensitive header lookup (authlib asks for ``Authorization``)."""
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+
+class _ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
 class _Request(OAuth2Request):  # type: ignore[misc]
     def __init__(self, headers: dict[str, str], form: dict[str, str]) -> None:
         # TLS ends at the ingress; authlib only looks at the scheme of this URI.
-        super().__init__("POST", "https://crm/api/v1/oauth/token", headers=headers)
+        super().__init__(
+            "POST", "https://crm/api/v1/oauth/token",
+            headers=_Headers({k.lower(): v for k, v in headers.items()}),
+        )
         self._form = form
         self.payload = BasicOAuth2Payload(form)
 
@@ -141,14 +161,15 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         self._client = client
         self._tenant = tenant
         self._keys = keys
-        self.register_grant(ClientCredentialsGrant)
+        self.register_grant(_ClientCredentials)
         self.register_token_generator("default", self._generate)
 
     def _generate(self, *, grant_type: str, client: _Client, user: Any = None,
                   scope: str | None = None, expires_in: int | None = None,
                   include_refresh_token: bool = True) -> dict[str, Any]:
         assert self._tenant is not None
-        scopes = (scope or "").split()
+        # Never more than the client may have; no scope asked = everything it may have.
+        scopes = client.get_allowed_scope(scope).split()
         token, ttl, _jti = self._keys.mint_now(
             tenant_id=self._tenant.id, subject=f"client:{client.get_client_id()}", kind="client",
             scopes=scopes, plan=self._tenant.plan, extra={"client_id": client.get_client_id()},
