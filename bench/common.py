@@ -212,6 +212,38 @@ def machine_note() -> str:
     )
 
 
+def code_note() -> str:
+    """Which code was measured: git HEAD and whether the work tree had local changes."""
+    import subprocess
+
+    root = Path(__file__).parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    outside = [line for line in dirty if not line[3:].startswith("bench/")]
+    return f"git {head}" + (
+        f" plus uncommitted changes in {len(outside)} tracked file(s) outside bench/"
+        if outside
+        else ""
+    )
+
+
 @dataclass
 class Target:
     name: str
@@ -235,6 +267,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     machine: str = field(default_factory=machine_note)
+    code: str = field(default_factory=code_note)
     seconds: float = 0.0
 
     def render(self) -> str:
@@ -244,6 +277,7 @@ class Result:
             f"- date: {self.started.strftime('%Y-%m-%d %H:%M:%S')} UTC",
             f"- mode: {'QUICK (reduced sizes, development only)' if self.quick else 'full'}",
             f"- machine: {self.machine}",
+            f"- code: {self.code}",
             f"- servers: embedded PostgreSQL (fast={PG_FAST}: "
             f"{'fsync off' if PG_FAST else 'fsync and synchronous_commit on'}), "
             "NATS JetStream (file storage), Redis; all on 127.0.0.1 in a temp dir, "

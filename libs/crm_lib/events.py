@@ -47,7 +47,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_lib.platform_tables import InboxRow, OutboxRow, TenantRegistryRow
 from crm_lib.settings import PlatformSettings
-from crm_lib.telemetry import extract_context, get_logger, inject_headers, tracer
+from crm_lib.telemetry import (
+    extract_context,
+    get_logger,
+    inject_headers,
+    tracer,
+    tracing_enabled,
+)
 from crm_lib.tenancy import Database, parse_tenant_id
 
 log = get_logger("crm.events")
@@ -216,7 +222,12 @@ class OutboxRelay:
         .with_for_update(skip_locked=True)
     )
 
-    async def _publish(self, row: Any) -> None:
+    async def _publish(self, row: Any) -> asyncio.Future[Any]:
+        """Send one row without waiting for its ack (pipelined); returns the ack future."""
+        if not tracing_enabled():
+            # No spans to record: forward the writer's trace context as it is.
+            headers = {**row.headers, "Nats-Msg-Id": str(row.id)}
+            return await self.js.publish_async(row.subject, row.payload, headers=headers)
         parent = extract_context(row.headers)
         with self._tracer.start_as_current_span(
             f"{row.subject} publish",
@@ -229,28 +240,56 @@ class OutboxRelay:
             },
         ):
             headers = inject_headers({"Nats-Msg-Id": str(row.id)})
-            await self.js.publish(row.subject, row.payload, headers=headers, timeout=5)
+            # No wait_stall: with a timeout nats-py schedules a task per call, which lets
+            # its flusher send every message on its own (one syscall each) instead of
+            # coalescing the batch.
+            return await self.js.publish_async(row.subject, row.payload, headers=headers)
 
     async def flush_once(self) -> int:
-        """Publish one batch; returns how many rows were published."""
+        """Publish one batch; returns how many rows were published.
+
+        Every row of the batch is sent before any ack is awaited; rows whose ack did
+        not come back stay pending (JetStream dedups a later resend by event id).
+        """
         async with self.db.engine.begin() as conn:
-            rows = (await conn.execute(self._PENDING.limit(self.settings.outbox_batch_size))).all()
+            rows = (
+                await conn.execute(self._PENDING.limit(self.settings.outbox_batch_size))
+            ).all()
             if not rows:
                 return 0
-            results = await asyncio.gather(
-                *(self._publish(r) for r in rows), return_exceptions=True
-            )
-            done = [r.id for r, res in zip(rows, results, strict=True) if res is None]
-            failed = [(r.id, res) for r, res in zip(rows, results, strict=True) if res is not None]
+            futures: list[asyncio.Future[Any] | BaseException] = []
+            for row in rows:
+                try:
+                    futures.append(await self._publish(row))
+                except Exception as exc:  # NATS away: the rest would fail the same way
+                    futures.extend([exc] * (len(rows) - len(futures)))
+                    break
+            pending = [f for f in futures if isinstance(f, asyncio.Future)]
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+            done: list[Any] = []
+            failed: list[tuple[Any, BaseException]] = []
+            for row, fut in zip(rows, futures, strict=True):
+                if isinstance(fut, BaseException):
+                    failed.append((row.id, fut))
+                elif not fut.done():
+                    fut.cancel()
+                    failed.append((row.id, TimeoutError("no ack from JetStream")))
+                elif fut.exception() is not None:
+                    failed.append((row.id, fut.exception()))  # type: ignore[arg-type]
+                else:
+                    done.append(row.id)
             if done:
                 await conn.execute(
-                    update(OutboxRow).where(OutboxRow.id.in_(done)).values(published_at=func.now())
+                    update(OutboxRow)
+                    .where(OutboxRow.id.in_(done))
+                    .values(published_at=func.now())
                 )
-            for row_id, exc in failed:
+            if failed:
                 await conn.execute(
                     update(OutboxRow)
-                    .where(OutboxRow.id == row_id)
-                    .values(attempts=OutboxRow.attempts + 1, last_error=repr(exc)[:1000])
+                    .where(OutboxRow.id.in_([row_id for row_id, _ in failed]))
+                    .values(attempts=OutboxRow.attempts + 1, last_error=repr(failed[0][1])[:1000])
                 )
         self.published += len(done)
         if failed:
@@ -380,12 +419,18 @@ class Subscription:
     scope: Literal["tenant", "platform"] = "tenant"
     max_deliver: int | None = None
     batch: int = 100
+    # Tenants processed at once within a fetched batch (each tenant stays in order).
+    concurrency: int = 8
 
     def __post_init__(self) -> None:
         if not _DURABLE_RE.match(self.name):
             raise ValueError(f"bad consumer name {self.name!r}")
         for pattern in self.event_types:
             subject_filter(pattern)
+
+
+class TenantNotReady(Exception):
+    """The event's tenant is not (yet) in this service's registry replica."""
 
 
 class PoisonMessage(Exception):
@@ -444,8 +489,7 @@ class EventWorker:
                     msgs = await psub.fetch(sub.batch, timeout=1.0)
                 except TimeoutError:
                     continue
-                for msg in msgs:
-                    await self.process(sub, msg)
+                await self._process_batch(sub, msgs)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS away: keep trying
@@ -455,6 +499,29 @@ class EventWorker:
                         await psub.unsubscribe()
                 psub = None
                 await asyncio.sleep(0.5)
+
+    async def _process_batch(self, sub: Subscription, msgs: list[Msg]) -> None:
+        """Tenants in parallel, each tenant's messages in order.
+
+        Events of one tenant keep their stream order (a tenant's creation is handled
+        before its later events); different tenants never wait for each other.
+        """
+        by_tenant: dict[str, list[Msg]] = {}
+        for msg in msgs:
+            tokens = msg.subject.split(".")
+            by_tenant.setdefault(tokens[1] if len(tokens) > 1 else "", []).append(msg)
+        if len(by_tenant) == 1:
+            for msg in msgs:
+                await self.process(sub, msg)
+            return
+        limit = asyncio.Semaphore(sub.concurrency)
+
+        async def run(group: list[Msg]) -> None:
+            async with limit:
+                for msg in group:
+                    await self.process(sub, msg)
+
+        await asyncio.gather(*(run(group) for group in by_tenant.values()))
 
     async def process(self, sub: Subscription, msg: Msg) -> None:
         consumer = self.durable_name(sub)
@@ -500,8 +567,12 @@ class EventWorker:
                     await msg.nak(delay=delay)
 
     async def _apply(self, sub: Subscription, consumer: str, event: Event, subject: str) -> None:
-        if sub.scope == "tenant":
-            async with self.db.platform_session() as session:
+        tenant_scoped = sub.scope == "tenant"
+        session_cm = (
+            self.db.tenant_session(event.tenant_id) if tenant_scoped else self.db.platform_session()
+        )
+        async with session_cm as session:
+            if tenant_scoped:
                 status = (
                     await session.execute(
                         select(TenantRegistryRow.status).where(
@@ -509,15 +580,14 @@ class EventWorker:
                         )
                     )
                 ).scalar_one_or_none()
-            if status is None or status in ("deleted", "deprovisioned"):
-                log.info(
-                    "consumer.skip_unknown_tenant", consumer=consumer, tenant=str(event.tenant_id)
-                )
-                return
-            session_cm = self.db.tenant_session(event.tenant_id)
-        else:
-            session_cm = self.db.platform_session()
-        async with session_cm as session:
+                if status in ("deleted", "deprovisioned"):
+                    log.info("consumer.skip_deleted_tenant", consumer=consumer,
+                             tenant=str(event.tenant_id))
+                    return
+                if status is None:
+                    # The tenant's creation may not have reached this service yet: retry
+                    # later (after max_deliver it is dead-lettered, never silently dropped).
+                    raise TenantNotReady(f"tenant {event.tenant_id} is not known here yet")
             claimed = await session.execute(
                 pg_insert(InboxRow)
                 .values(

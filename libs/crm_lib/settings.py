@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -54,11 +55,21 @@ class PlatformSettings(BaseSettings):
     migrate_lock_timeout_ms: int = 5_000
 
     # Events
-    outbox_batch_size: int = 500
+    outbox_batch_size: int = 1000
     outbox_poll_interval_seconds: float = 1.0
     consumer_max_deliver: int = 5
     consumer_ack_wait_seconds: float = 30.0
     consumer_backoff_seconds: tuple[float, ...] = (0.2, 1.0, 5.0, 15.0)
+
+    # Authentication (docs/auth.md). Every process verifies access tokens against the
+    # JWKS identity serves at {identity_url}/.well-known/jwks.json.
+    identity_url: str = "http://127.0.0.1:8001"
+    jwt_issuer: str = "crm-identity"
+    jwt_audience: str = "crm-api"
+    # How long a fetched JWKS is used before it is refreshed (in the background).
+    jwks_cache_seconds: float = 300.0
+    # Bearer token of the platform's internal endpoints (/internal/v1/...).
+    internal_token: SecretStr | None = None
 
     @property
     def effective_database_name(self) -> str:

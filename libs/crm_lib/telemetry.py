@@ -57,6 +57,11 @@ def setup_tracing(
     return provider
 
 
+def tracing_enabled() -> bool:
+    """Whether spans are recorded in this process (an SDK provider is installed)."""
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(f"crm.{name}")
 

@@ -29,7 +29,8 @@ from crm_identity.users.service import to_schema as user_schema
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
 from crm_lib.migrations import provision_schema
-from crm_lib.tenancy import Database, bind_tenant
+from crm_lib.platform_tables import TenantRegistryRow
+from crm_lib.tenancy import Database, bind_tenant, tenant_schema
 
 
 def slugify(name: str) -> str:
@@ -109,6 +110,15 @@ class SignupService:
                 ).one()
                 await session.execute(
                     insert(LoginDirectory).values(email=email, tenant_id=tenant_id, user_id=user_id)
+                )
+                # Identity's schema exists now: its registry replica says so at once, so
+                # identity's own consumers accept this tenant's events immediately.
+                await session.execute(
+                    insert(TenantRegistryRow).values(
+                        tenant_id=tenant_id, slug=slug, status="active",
+                        schema_name=tenant_schema(tenant_id),
+                        schema_version=SCHEMA.tenant_track.head,
+                    )
                 )
                 user_row = User(**user._mapping)
                 tokens = await self.sessions.issue(session, tenant, user_row)
