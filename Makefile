@@ -30,7 +30,7 @@ test: install ## Run the test suite against real embedded servers
 lint: install ## ruff + mypy
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy libs/crm_lib services gateway/crm_gateway
+	$(RUN) mypy libs/crm_lib services/*/crm_* gateway/crm_gateway
 
 fmt: install ## Format and autofix
 	$(RUN) ruff format .

@@ -8,6 +8,7 @@ owns ``<segment>`` (``crm_gateway.routing``) by a pure ASGI streaming reverse pr
 (``crm_gateway.openapi``).
 
 Entry point: ``uvicorn.run("crm_gateway.app:create_app", factory=True, ...)``.
-Authentication, tenant resolution, rate limits and idempotency plug in as pure ASGI
-layers around the proxy (``create_app(proxy_middleware=[...])``).
+Authentication, tenant access, rate limits, idempotency and CORS are pure ASGI layers
+around the proxy (``crm_gateway.layers``; ``create_app(proxy_middleware=[...])`` replaces
+them), and the proxy keeps a circuit breaker per upstream (``crm_gateway.circuit``).
 """

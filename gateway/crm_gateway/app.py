@@ -5,8 +5,9 @@ Composition (outermost first)::
     GatewayApp (pure ASGI dispatcher, looks at the path only)
     |- /api/v1/* except /api/v1/openapi.json, /.well-known/*
     |    RequestContextMiddleware      X-Request-ID, server span from incoming traceparent
-    |      *proxy_middleware           later: auth, rate limits, idempotency (pure ASGI)
-    |        ProxyApp                  streams to the owning service
+    |      *proxy_middleware           default (crm_gateway.layers): CORS, AccessLayer
+    |                                  (auth, tenant access, rate limits), Idempotency
+    |        ProxyApp                  streams to the owning service (circuit breakers)
     |- everything else (and lifespan)
          Litestar app from crm_lib.http.create_app (has its own RequestContextMiddleware)
            /health/live, /health/ready, /metrics, /api/v1/openapi.json
@@ -26,6 +27,7 @@ from typing import Any
 from litestar import Litestar, Response, get
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from crm_gateway.layers import GatewayLayers
 from crm_gateway.openapi import OpenAPIAggregator
 from crm_gateway.proxy import ROUTE_KEY, ProxyApp
 from crm_gateway.routing import API_PREFIX, WELL_KNOWN_PREFIX, RouteTable
@@ -53,6 +55,7 @@ class GatewayApp:
         openapi: OpenAPIAggregator,
         proxy: ASGIApp,
         site: Litestar,
+        layers: GatewayLayers | None = None,
     ) -> None:
         self.settings = settings
         self.routes = routes
@@ -60,6 +63,7 @@ class GatewayApp:
         self.openapi = openapi
         self.proxy = proxy
         self.site = site
+        self.layers = layers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -76,9 +80,14 @@ class GatewayApp:
 def create_app(
     settings: GatewaySettings | None = None,
     *,
-    proxy_middleware: Sequence[ProxyMiddleware] = (),
+    proxy_middleware: Sequence[ProxyMiddleware] | None = None,
 ) -> GatewayApp:
-    """Build the gateway. ``proxy_middleware`` wraps the proxy, first item outermost."""
+    """Build the gateway. ``proxy_middleware`` wraps the proxy, first item outermost.
+
+    ``None`` (the default) means the production layers of ``crm_gateway.layers``
+    (CORS, authentication + tenant access + rate limits, idempotency); pass a list to
+    replace them (``[]`` for a bare proxy).
+    """
     settings = settings or GatewaySettings()
     setup_logging(settings)
     setup_tracing(settings)
@@ -86,6 +95,10 @@ def create_app(
     routes = RouteTable(settings)
     pool = UpstreamPool(settings)
     openapi = OpenAPIAggregator(settings, pool)
+    layers: GatewayLayers | None = None
+    if proxy_middleware is None:
+        layers = GatewayLayers(settings, pool)
+        proxy_middleware = layers.middleware()
 
     inner: ASGIApp = ProxyApp(settings, routes, pool)
     for layer in reversed(proxy_middleware):
@@ -99,9 +112,13 @@ def create_app(
     @asynccontextmanager
     async def upstream_sessions(_app: Litestar) -> AsyncIterator[None]:
         await pool.start()
+        if layers is not None:
+            layers.start()
         try:
             yield
         finally:
+            if layers is not None:
+                await layers.close()
             await pool.close()
 
     def ready_check(name: str) -> Callable[[], Any]:
@@ -117,5 +134,11 @@ def create_app(
         lifespan=[upstream_sessions],
     )
     return GatewayApp(
-        settings=settings, routes=routes, pool=pool, openapi=openapi, proxy=proxy, site=site
+        settings=settings,
+        routes=routes,
+        pool=pool,
+        openapi=openapi,
+        proxy=proxy,
+        site=site,
+        layers=layers,
     )

@@ -7,7 +7,7 @@ Litestar metrics of the gateway's own endpoints.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 PROXY_REQUESTS = Counter(
     "crm_gateway_proxy_requests_total",
@@ -25,4 +25,33 @@ PROXY_ERRORS = Counter(
     "Proxied requests that failed at the gateway, by kind "
     "(timeout, unavailable, too_large, client_disconnect, aborted, not_found, bad_path)",
     ("service", "kind"),
+)
+AUTH_FAILURES = Counter(
+    "crm_gateway_auth_failures_total",
+    "Requests refused by authentication or tenant access, by reason",
+    ("reason",),
+)
+RATE_LIMITED = Counter(
+    "crm_gateway_rate_limited_total",
+    "Requests answered 429, by the limit that refused them (principal, tenant, ip)",
+    ("limit",),
+)
+RATE_LIMIT_FALLBACK = Counter(
+    "crm_gateway_rate_limit_fallback_total",
+    "Rate-limit decisions taken by the in-process fallback because Redis was unavailable",
+)
+REDIS_AVAILABLE = Gauge(
+    "crm_gateway_redis_available",
+    "1 while the gateway uses Redis, 0 while it serves fail-open without it",
+)
+IDEMPOTENCY = Counter(
+    "crm_gateway_idempotency_total",
+    "Requests with an Idempotency-Key, by outcome "
+    "(stored, replayed, mismatch, in_progress, not_stored, bypassed)",
+    ("outcome",),
+)
+CIRCUIT_OPEN = Gauge(
+    "crm_gateway_circuit_open",
+    "1 while the circuit breaker of an upstream is open (or half-open)",
+    ("service",),
 )

@@ -31,6 +31,7 @@ import msgspec
 from litestar.types import Receive, Scope, Send
 from yarl import URL
 
+from crm_gateway.circuit import CircuitBreaker
 from crm_gateway.metrics import PROXY_DURATION, PROXY_ERRORS, PROXY_REQUESTS
 from crm_gateway.routing import Route, RouteTable
 from crm_gateway.settings import GatewaySettings
@@ -58,7 +59,7 @@ _DROP_REQUEST = _HOP_BY_HOP | {
     b"baggage",
 }
 # Identity and forwarding headers are set by the gateway only; never trust the client's.
-_DROP_REQUEST_PREFIXES = (b"x-tenant-", b"x-user-", b"x-forwarded-", b"proxy-")
+_DROP_REQUEST_PREFIXES = (b"x-tenant-", b"x-user-", b"x-principal", b"x-forwarded-", b"proxy-")
 _DROP_RESPONSE = _HOP_BY_HOP | {
     b"x-request-id",  # the gateway's RequestContextMiddleware adds it
     b"server",  # the gateway's server adds its own date/server
@@ -68,6 +69,8 @@ _DROP_RESPONSE_PREFIXES = (b"proxy-",)
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+# Answers of an upstream that count as "unavailable" for its circuit breaker.
+_UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 _RETRYABLE = (
     aiohttp.ClientConnectorError,
     aiohttp.ServerDisconnectedError,
@@ -82,10 +85,11 @@ async def send_problem(
     *,
     instance: str | None = None,
     title: str | None = None,
+    type_: str | None = None,
     extra_headers: Iterable[tuple[bytes, bytes]] = (),
 ) -> None:
     """Answer from pure ASGI with crm_lib's RFC 9457 problem document."""
-    doc = problem_response(status, detail, title=title, instance=instance).content
+    doc = problem_response(status, detail, title=title, type_=type_, instance=instance).content
     body = msgspec.json.encode(doc)
     headers = [
         (b"content-type", PROBLEM_JSON.encode()),
@@ -152,6 +156,12 @@ class ProxyApp:
         self.routes = routes
         self.pool = pool
         self.max_body = settings.max_body_bytes
+        self.breakers = {
+            name: CircuitBreaker(
+                name, settings.circuit_failure_threshold, settings.circuit_cooldown_seconds
+            )
+            for name in pool.urls
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # websockets are not proxied
@@ -172,7 +182,24 @@ class ProxyApp:
         if session is None:
             await send_problem(send, 503, "The gateway is not started", instance=path)
             return
-        await self._proxy(scope, receive, send, route, session)
+        breaker = self.breakers[route.service]
+        wait = breaker.admit()
+        if wait is not None:
+            PROXY_ERRORS.labels(route.service, "circuit_open").inc()
+            await send_problem(
+                send,
+                503,
+                f"The {route.service} service is unavailable; retry in {wait} s.",
+                instance=path,
+                type_="https://errors.crm.example/service-unavailable",
+                extra_headers=[(b"retry-after", str(wait).encode())],
+            )
+            return
+        try:
+            await self._proxy(scope, receive, send, route, session, breaker)
+        except BaseException:
+            breaker.abandon()
+            raise
 
     def _upstream_headers(self, scope: Any) -> tuple[list[tuple[str, str]], bytes | None, bool]:
         """Filtered client headers (+ ours); the raw Content-Length; chunked or not."""
@@ -235,6 +262,7 @@ class ProxyApp:
         send: Send,
         route: Route,
         session: aiohttp.ClientSession,
+        breaker: CircuitBreaker,
     ) -> None:
         started = time.perf_counter()
         path: str = scope["path"]
@@ -245,9 +273,11 @@ class ProxyApp:
         body: _RequestBody | None = None
         if content_length is not None:
             if not content_length.isdigit():
+                breaker.abandon()
                 await send_problem(send, 400, "Invalid Content-Length", instance=path)
                 return
             if int(content_length) > self.max_body:
+                breaker.abandon()
                 PROXY_ERRORS.labels(service, "too_large").inc()
                 await send_problem(
                     send,
@@ -278,6 +308,7 @@ class ProxyApp:
                 break
             except Exception as exc:
                 if body is not None and body.too_large:
+                    breaker.abandon()
                     PROXY_ERRORS.labels(service, "too_large").inc()
                     await send_problem(
                         send,
@@ -288,9 +319,11 @@ class ProxyApp:
                     )
                     return
                 if body is not None and body.disconnected:
+                    breaker.abandon()
                     PROXY_ERRORS.labels(service, "client_disconnect").inc()
                     return
                 if isinstance(exc, TimeoutError):
+                    breaker.failure()
                     PROXY_ERRORS.labels(service, "timeout").inc()
                     log.warning("gateway.upstream_timeout", upstream=service, path=path)
                     await send_problem(
@@ -304,6 +337,7 @@ class ProxyApp:
                     continue
                 if not isinstance(exc, aiohttp.ClientError):
                     raise
+                breaker.failure()
                 PROXY_ERRORS.labels(service, "unavailable").inc()
                 log.warning(
                     "gateway.upstream_unavailable", upstream=service, path=path, error=repr(exc)
@@ -313,6 +347,10 @@ class ProxyApp:
                 )
                 return
         assert resp is not None
+        if resp.status in _UNAVAILABLE_STATUSES:
+            breaker.failure()
+        else:
+            breaker.success()
         try:
             await self._relay(scope, receive, send, resp, service, method, started, body)
         finally:

@@ -66,6 +66,57 @@ class GatewaySettings(PlatformSettings):
     # Incomplete documents (some upstream missing) are cached only briefly.
     openapi_partial_cache_seconds: float = 2.0
 
+    # -- authentication and tenant access (docs/auth.md) ----------------------------------
+    # The internal token (CRM_INTERNAL_TOKEN, PlatformSettings.internal_token) authorises
+    # the calls to identity's /internal/v1/api-keys/resolve and /internal/v1/tenants/*/access.
+    internal_timeout_seconds: float = 2.0
+    # API-key answers are cached in Redis (crm:apikey:<sha256>) at most this long and never
+    # past the minted token's expiry minus ``api_key_token_margin_seconds``.
+    api_key_cache_seconds: int = 60
+    api_key_token_margin_seconds: int = 30
+    # While Redis is down, API-key answers are cached in-process this long instead.
+    api_key_local_cache_seconds: float = 5.0
+    # Tenant access answers (status, plan, limits) are cached in-process this long; if
+    # identity cannot be reached a cached answer up to ``stale`` seconds old is used.
+    tenant_access_cache_seconds: float = 5.0
+    tenant_access_stale_seconds: float = 300.0
+    # GET/HEAD paths a tenant may use while still ``provisioning`` (to poll its status).
+    provisioning_readable_paths: list[str] = ["/api/v1/tenant"]
+
+    # -- rate limits (per minute, sliding window) --------------------------------------
+    # Per principal and per tenant the limits come from identity's access answer; these
+    # are used when the answer carries none.
+    default_requests_per_minute: int = 600
+    default_tenant_requests_per_minute: int = 3000
+    # Anonymous routes (sign-up, login, ...) and failed authentications, per client IP.
+    anonymous_requests_per_minute: int = 120
+
+    # -- Redis (rate limits, idempotency, API-key cache) --------------------------------
+    # Every Redis call is bounded by this socket timeout; after a failure the gateway
+    # serves without Redis (local rate limits, no idempotency) and probes Redis again
+    # every ``redis_retry_seconds`` until it answers.
+    redis_socket_timeout_seconds: float = 0.25
+    redis_retry_seconds: float = 2.0
+
+    # -- Idempotency-Key ------------------------------------------------------------------
+    idempotency_ttl_seconds: int = 24 * 3600
+    # How long an in-flight key stays locked if the gateway dies mid-request.
+    idempotency_lock_seconds: int = 360
+    # Larger responses are not stored (a replay then answers 409).
+    idempotency_max_response_bytes: int = 1024 * 1024
+
+    # -- circuit breaker per upstream -----------------------------------------------------
+    # Consecutive connect errors / timeouts / 502-503-504 answers that open the circuit,
+    # and how long it stays open before one probe request is let through.
+    circuit_failure_threshold: int = 5
+    circuit_cooldown_seconds: float = 10.0
+
+    # -- CORS --------------------------------------------------------------------------------
+    # Origins allowed to call the API from a browser ("*" = any; [] disables CORS).
+    # Credentials (cookies) are never allowed: the API authenticates with bearer tokens.
+    cors_allow_origins: list[str] = ["*"]
+    cors_max_age_seconds: int = 600
+
     @field_validator("identity_url", "contacts_url", "sales_url", "marketing_url", "support_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

@@ -252,9 +252,7 @@ class OutboxRelay:
         not come back stay pending (JetStream dedups a later resend by event id).
         """
         async with self.db.engine.begin() as conn:
-            rows = (
-                await conn.execute(self._PENDING.limit(self.settings.outbox_batch_size))
-            ).all()
+            rows = (await conn.execute(self._PENDING.limit(self.settings.outbox_batch_size))).all()
             if not rows:
                 return 0
             futures: list[asyncio.Future[Any] | BaseException] = []
@@ -281,9 +279,7 @@ class OutboxRelay:
                     done.append(row.id)
             if done:
                 await conn.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id.in_(done))
-                    .values(published_at=func.now())
+                    update(OutboxRow).where(OutboxRow.id.in_(done)).values(published_at=func.now())
                 )
             if failed:
                 await conn.execute(
@@ -581,8 +577,11 @@ class EventWorker:
                     )
                 ).scalar_one_or_none()
                 if status in ("deleted", "deprovisioned"):
-                    log.info("consumer.skip_deleted_tenant", consumer=consumer,
-                             tenant=str(event.tenant_id))
+                    log.info(
+                        "consumer.skip_deleted_tenant",
+                        consumer=consumer,
+                        tenant=str(event.tenant_id),
+                    )
                     return
                 if status is None:
                     # The tenant's creation may not have reached this service yet: retry

@@ -18,6 +18,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from sqlalchemy.exc import DBAPIError
 
 from crm_lib.telemetry import extract_context, get_logger, request_id_var, tracer
 
@@ -125,7 +126,33 @@ def _handle_internal(request: Request[Any, Any, Any], exc: Exception) -> Respons
     )
 
 
+def _handle_database(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Data the database refuses (class 22: bad encoding, NUL bytes, overflow) is a 422."""
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+    if isinstance(sqlstate, str) and sqlstate.startswith("22"):
+        return problem_response(
+            422,
+            "The request contains a value the platform cannot store.",
+            title="Validation failed",
+            type_="https://errors.crm.example/validation",
+            errors=[],
+            instance=request.url.path,
+        )
+    return _handle_internal(request, exc)
+
+
+def _handle_too_deep(request: Request[Any, Any, Any], _exc: Exception) -> Response[Any]:
+    return problem_response(
+        400, "The request body is nested too deeply.", instance=request.url.path
+    )
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
+    DBAPIError: _handle_database,
+    RecursionError: _handle_too_deep,
     ValidationException: _handle_validation,
     NotFoundException: _handle_http,
     HTTPException: _handle_http,
@@ -263,8 +290,11 @@ def if_match_version(header: str | None) -> int | None:
         value = value[2:]
     value = value.strip('"')
     if not value.isdigit() or len(value) > 18:
-        raise ProblemError(400, "If-Match must carry the resource version, e.g. \"3\".",
-                           errors=[{"field": "If-Match", "message": "not a version"}])
+        raise ProblemError(
+            400,
+            'If-Match must carry the resource version, e.g. "3".',
+            errors=[{"field": "If-Match", "message": "not a version"}],
+        )
     return int(value)
 
 

@@ -38,7 +38,9 @@ def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
         values = msgspec.json.decode(raw)
         if not isinstance(values, list) or len(values) != len(types):
             raise ValueError("shape")
-        return tuple(msgspec.convert(v, t, strict=False) for v, t in zip(values, types, strict=True))
+        return tuple(
+            msgspec.convert(v, t, strict=False) for v, t in zip(values, types, strict=True)
+        )
     except (ValueError, TypeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ProblemError(
             400,

@@ -50,7 +50,9 @@ class ServiceRuntime:
         """A Redis client with short timeouts: callers must tolerate Redis being away."""
         if self._redis is None:
             self._redis = Redis.from_url(
-                self.settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+                self.settings.redis_url,
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
                 health_check_interval=10,
             )
         return self._redis

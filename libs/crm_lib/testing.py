@@ -84,7 +84,7 @@ def smtp_server() -> Iterator[SmtpSink]:
     sink = SmtpSink("127.0.0.1", free_port())
 
     class Handler:
-        async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
             sink.messages.append(message_from_bytes(envelope.content, policy=default_policy))
             return "250 OK"
 
@@ -172,8 +172,11 @@ async def platform(
     for name, definition in definitions.items():
         extra: dict[str, Any] = {}
         if name == "identity":
-            extra = {"smtp_host": smtp_server.host, "smtp_port": smtp_server.port,
-                     "operator_token": "test-operator-token"}
+            extra = {
+                "smtp_host": smtp_server.host,
+                "smtp_port": smtp_server.port,
+                "operator_token": "test-operator-token",
+            }
         settings = make_settings(name, internal_token="test-internal-token", **extra)
         await prepare_database(definition, settings)
         runtimes[name] = ServiceRuntime(settings)

@@ -14,12 +14,15 @@ from crm_identity.tenants.controllers import TenantController
 from crm_identity.tenants.handlers import saga_subscription
 from crm_lib.service import ServiceDefinition, build_app
 
-
 SERVICE = ServiceDefinition(
     name="identity",
     schema=SCHEMA,
-    route_handlers=[*PUBLIC_CONTROLLERS, InternalController, KeyRotationController,
-                    TenantController],
+    route_handlers=[
+        *PUBLIC_CONTROLLERS,
+        InternalController,
+        KeyRotationController,
+        TenantController,
+    ],
     subscriptions=lambda runtime: [
         saga_subscription(runtime.settings),  # type: ignore[arg-type]
         mail_subscription(runtime.settings),  # type: ignore[arg-type]

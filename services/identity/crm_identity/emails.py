@@ -11,6 +11,10 @@ def normalize_email(value: str, *, field: str = "email") -> str:
     try:
         result = validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
-        raise ProblemError(422, "The email address is not valid.", title="Validation failed",
-                           errors=[{"field": field, "message": str(exc)}]) from exc
+        raise ProblemError(
+            422,
+            "The email address is not valid.",
+            title="Validation failed",
+            errors=[{"field": field, "message": str(exc)}],
+        ) from exc
     return result.normalized.lower()

@@ -27,8 +27,9 @@ def operator_guard(connection: ASGIConnection[Any, Any, Any, Any], _h: BaseRoute
     if settings.operator_token is None:
         raise ProblemError(403, "Operator endpoints are disabled (CRM_OPERATOR_TOKEN unset).")
     if not _matches(_bearer(connection), settings.operator_token):
-        raise ProblemError(401, "A valid operator token is required.",
-                           headers={"WWW-Authenticate": "Bearer"})
+        raise ProblemError(
+            401, "A valid operator token is required.", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 def internal_guard(connection: ASGIConnection[Any, Any, Any, Any], _h: BaseRouteHandler) -> None:
@@ -36,5 +37,6 @@ def internal_guard(connection: ASGIConnection[Any, Any, Any, Any], _h: BaseRoute
     settings: IdentitySettings = connection.app.state.settings
     token = _bearer(connection)
     if not (_matches(token, settings.internal_token) or _matches(token, settings.operator_token)):
-        raise ProblemError(401, "A valid internal token is required.",
-                           headers={"WWW-Authenticate": "Bearer"})
+        raise ProblemError(
+            401, "A valid internal token is required.", headers={"WWW-Authenticate": "Bearer"}
+        )

@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, post, get
+from litestar import Controller, get, post
 from litestar.params import Body
 
 from crm_identity.api_keys import schemas as key_schemas
@@ -38,8 +38,9 @@ class InternalController(Controller):
     include_in_schema = False
 
     @post("/api-keys/resolve", status_code=200)
-    async def resolve(self, data: key_schemas.ResolveRequest,
-                      runtime: ServiceRuntime) -> key_schemas.Resolved:
+    async def resolve(
+        self, data: key_schemas.ResolveRequest, runtime: ServiceRuntime
+    ) -> key_schemas.Resolved:
         return await resolve_api_key(runtime.db, identity_of(runtime).keys, data.key)
 
     @get("/tenants/{tenant_id:uuid}/access")
@@ -49,8 +50,12 @@ class InternalController(Controller):
         if tenant is None:
             raise ProblemError(404, "No such tenant.")
         plan = get_plan(tenant.plan)
-        return TenantAccess(tenant.id, tenant.status, tenant.plan,
-                            TenantLimits(plan.requests_per_minute, plan.tenant_requests_per_minute))
+        return TenantAccess(
+            tenant.id,
+            tenant.status,
+            tenant.plan,
+            TenantLimits(plan.requests_per_minute, plan.tenant_requests_per_minute),
+        )
 
 
 class KeyRotationController(Controller):
@@ -60,7 +65,8 @@ class KeyRotationController(Controller):
     include_in_schema = False
 
     @post("/rotate", status_code=200)
-    async def rotate(self, runtime: ServiceRuntime,
-                     data: Annotated[dict[str, str] | None, Body()] = None) -> dict[str, str]:
+    async def rotate(
+        self, runtime: ServiceRuntime, data: Annotated[dict[str, str] | None, Body()] = None
+    ) -> dict[str, str]:
         kid = await identity_of(runtime).keys.rotate()
         return {"kid": kid}

@@ -9,9 +9,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
+from sqlalchemy import func, select, update
 
 from crm_identity.api_keys import schemas as key_schemas
 from crm_identity.api_keys.service import ApiKeyService, cache_key
@@ -20,7 +22,6 @@ from crm_identity.invitations import schemas as inv_schemas
 from crm_identity.invitations.service import InvitationService, join_teams
 from crm_identity.models import Invitation as InvitationRow
 from crm_identity.models import Tenant as TenantRow
-from crm_identity.models import User as UserRow
 from crm_identity.oauth import schemas as oauth_schemas
 from crm_identity.oauth.service import ClientAdmin, introspect, revoke, token_response
 from crm_identity.plans import PLANS, Plan
@@ -40,10 +41,10 @@ from crm_lib.events import emit
 from crm_lib.http import ProblemError, client_ip, if_match_version
 from crm_lib.pagination import Page, clamp_limit, decode_cursor, encode_cursor
 from crm_lib.service import ServiceRuntime
-
-from sqlalchemy import func, select, update
+from crm_lib.telemetry import get_logger
 
 API = "/api/v1"
+log = get_logger("crm.identity.api")
 
 
 def _user_only(principal: Principal) -> None:
@@ -56,11 +57,13 @@ class SignupController(Controller):
     tags = ["sign-up"]
 
     @post("/", status_code=201, summary="Create a company account (tenant) and its owner")
-    async def signup(self, data: signup_schemas.SignupRequest,
-                     runtime: ServiceRuntime) -> Response[signup_schemas.SignupResponse]:
+    async def signup(
+        self, data: signup_schemas.SignupRequest, runtime: ServiceRuntime
+    ) -> Response[signup_schemas.SignupResponse]:
         ident = identity_of(runtime)
-        result = await SignupService(runtime.db, ident.settings, ident.hashing,
-                                     ident.sessions).signup(data)
+        result = await SignupService(
+            runtime.db, ident.settings, ident.hashing, ident.sessions
+        ).signup(data)
         return Response(result, status_code=201, headers={"Location": result.status_url})
 
 
@@ -69,27 +72,33 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/login", status_code=200, summary="Log in with email and password")
-    async def login(self, data: session_schemas.LoginRequest, request: Request[Any, Any, Any],
-                    runtime: ServiceRuntime) -> session_schemas.TokenPair:
+    async def login(
+        self,
+        data: session_schemas.LoginRequest,
+        request: Request[Any, Any, Any],
+        runtime: ServiceRuntime,
+    ) -> session_schemas.TokenPair:
         ip = client_ip(request.headers, request.client.host if request.client else None)
         return await identity_of(runtime).sessions.login(data, ip)
 
     @post("/refresh", status_code=200, summary="Rotate a refresh token")
-    async def refresh(self, data: session_schemas.RefreshRequest,
-                      runtime: ServiceRuntime) -> session_schemas.TokenPair:
+    async def refresh(
+        self, data: session_schemas.RefreshRequest, runtime: ServiceRuntime
+    ) -> session_schemas.TokenPair:
         return await identity_of(runtime).sessions.refresh(data)
 
     @post("/logout", status_code=204, summary="End this session (or every session)")
-    async def logout(self, data: session_schemas.LogoutRequest, principal: Principal,
-                     runtime: ServiceRuntime) -> None:
+    async def logout(
+        self, data: session_schemas.LogoutRequest, principal: Principal, runtime: ServiceRuntime
+    ) -> None:
         await identity_of(runtime).sessions.logout(principal, data)
 
 
-class TenantDeletion(user_schemas.msgspec.Struct, forbid_unknown_fields=True):  # type: ignore[name-defined]
+class TenantDeletion(msgspec.Struct, forbid_unknown_fields=True):
     confirm_slug: str
 
 
-class CurrentTenant(user_schemas.msgspec.Struct):  # type: ignore[name-defined]
+class CurrentTenant(msgspec.Struct):
     tenant: Tenant
     seats: user_schemas.Seats
     plan: Plan
@@ -103,13 +112,16 @@ class TenantApiController(Controller):
     async def current(self, principal: Principal, runtime: ServiceRuntime) -> CurrentTenant:
         settings = identity_of(runtime).settings
         async with runtime.db.tenant_session(principal.tenant_id) as session:
-            tenant = await TenantService(session, settings.provisioning_services).get(principal.tenant_id)
+            tenant = await TenantService(session, settings.provisioning_services).get(
+                principal.tenant_id
+            )
             seats = await SeatPolicy(session, principal.tenant_id).summary()
         return CurrentTenant(tenant, seats, PLANS.get(tenant.plan, PLANS["free"]))
 
     @delete("/", status_code=202, summary="Request deletion of the whole tenant (owner only)")
-    async def request_deletion(self, data: Annotated[TenantDeletion, Body()],
-                               principal: Principal, runtime: ServiceRuntime) -> Tenant:
+    async def request_deletion(
+        self, data: Annotated[TenantDeletion, Body()], principal: Principal, runtime: ServiceRuntime
+    ) -> Tenant:
         if "owner" not in principal.roles:
             raise ProblemError(403, "Only an owner can delete the tenant.")
         settings = identity_of(runtime).settings
@@ -117,9 +129,12 @@ class TenantApiController(Controller):
             svc = TenantService(session, settings.provisioning_services)
             tenant = await svc.get(principal.tenant_id)
             if data.confirm_slug != tenant.slug:
-                raise ProblemError(422, "confirm_slug must equal the tenant's slug.",
-                                   title="Validation failed",
-                                   errors=[{"field": "confirm_slug", "message": "does not match"}])
+                raise ProblemError(
+                    422,
+                    "confirm_slug must equal the tenant's slug.",
+                    title="Validation failed",
+                    errors=[{"field": "confirm_slug", "message": "does not match"}],
+                )
             await svc.request_deletion(principal.tenant_id, actor=principal.subject)
             return await svc.get(principal.tenant_id)
 
@@ -130,7 +145,9 @@ class UserController(Controller):
 
     @get("/", summary="List users")
     async def list_users(
-        self, principal: Principal, runtime: ServiceRuntime,
+        self,
+        principal: Principal,
+        runtime: ServiceRuntime,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
         cursor: str | None = None,
         status: Annotated[str | None, Parameter(pattern=r"^(active|deactivated)$")] = None,
@@ -141,7 +158,8 @@ class UserController(Controller):
         after = decode_cursor(cursor, str, uuid.UUID) if cursor else None
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             users, last = await UserService(session, principal).page(
-                clamp_limit(limit), after, status, role)  # type: ignore[arg-type]
+                clamp_limit(limit), after, status, role
+            )  # type: ignore[arg-type]
         return Page(users, encode_cursor(last.email, last.id) if last else None)
 
     @get("/me", summary="The signed-in user")
@@ -152,8 +170,9 @@ class UserController(Controller):
             return await UserService(session, principal).get(principal.user_id)
 
     @get("/{user_id:uuid}", summary="One user")
-    async def get_user(self, user_id: uuid.UUID, principal: Principal,
-                       runtime: ServiceRuntime) -> Response[user_schemas.User]:
+    async def get_user(
+        self, user_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
+    ) -> Response[user_schemas.User]:
         if principal.kind != "user" and not principal.allows("users:read"):
             raise ProblemError(403, "The token lacks the scope users:read.")
         async with runtime.db.tenant_session(principal.tenant_id) as session:
@@ -161,9 +180,14 @@ class UserController(Controller):
         return Response(user, headers={"ETag": f'"{user.version}"'})
 
     @patch("/{user_id:uuid}", summary="Change a user's name or roles (If-Match: version)")
-    async def update_user(self, user_id: uuid.UUID, data: user_schemas.UserUpdate,
-                          request: Request[Any, Any, Any], principal: Principal,
-                          runtime: ServiceRuntime) -> Response[user_schemas.User]:
+    async def update_user(
+        self,
+        user_id: uuid.UUID,
+        data: user_schemas.UserUpdate,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        runtime: ServiceRuntime,
+    ) -> Response[user_schemas.User]:
         _user_only(principal)
         version = if_match_version(request.headers.get("if-match"))
         async with runtime.db.tenant_session(principal.tenant_id) as session:
@@ -171,15 +195,17 @@ class UserController(Controller):
         return Response(user, headers={"ETag": f'"{user.version}"'})
 
     @post("/{user_id:uuid}/deactivate", status_code=200, summary="Deactivate a user (frees a seat)")
-    async def deactivate(self, user_id: uuid.UUID, principal: Principal,
-                         runtime: ServiceRuntime) -> user_schemas.User:
+    async def deactivate(
+        self, user_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
+    ) -> user_schemas.User:
         _user_only(principal)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             return await UserService(session, principal).set_status(user_id, "deactivated")
 
     @post("/{user_id:uuid}/reactivate", status_code=200, summary="Reactivate a user (takes a seat)")
-    async def reactivate(self, user_id: uuid.UUID, principal: Principal,
-                         runtime: ServiceRuntime) -> user_schemas.User:
+    async def reactivate(
+        self, user_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
+    ) -> user_schemas.User:
         _user_only(principal)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             return await UserService(session, principal).set_status(user_id, "active")
@@ -202,43 +228,56 @@ class InvitationController(Controller):
     tags = ["invitations"]
 
     @post("/", status_code=201, summary="Invite a colleague (takes a seat; emails a one-time link)")
-    async def invite(self, data: inv_schemas.InvitationCreate, principal: Principal,
-                     runtime: ServiceRuntime) -> inv_schemas.Invitation:
+    async def invite(
+        self, data: inv_schemas.InvitationCreate, principal: Principal, runtime: ServiceRuntime
+    ) -> inv_schemas.Invitation:
         _user_only(principal)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             invitation, _token = await InvitationService(
-                session, principal, identity_of(runtime).settings).create(data)
+                session, principal, identity_of(runtime).settings
+            ).create(data)
         return invitation
 
     @get("/", summary="List invitations")
     async def list_invitations(
-        self, principal: Principal, runtime: ServiceRuntime,
-        status: Annotated[str | None, Parameter(pattern=r"^(pending|accepted|revoked|expired)$")] = None,
+        self,
+        principal: Principal,
+        runtime: ServiceRuntime,
+        status: Annotated[
+            str | None, Parameter(pattern=r"^(pending|accepted|revoked|expired)$")
+        ] = None,
     ) -> Page[inv_schemas.Invitation]:
         _user_only(principal)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
-            rows = await InvitationService(session, principal, identity_of(runtime).settings).list(status)
+            rows = await InvitationService(session, principal, identity_of(runtime).settings).list(
+                status
+            )
         return Page(rows, None)
 
     @post("/{invitation_id:uuid}/resend", status_code=200, summary="Send the invitation again")
-    async def resend(self, invitation_id: uuid.UUID, principal: Principal,
-                     runtime: ServiceRuntime) -> inv_schemas.Invitation:
+    async def resend(
+        self, invitation_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
+    ) -> inv_schemas.Invitation:
         _user_only(principal)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
-            return await InvitationService(session, principal,
-                                           identity_of(runtime).settings).resend(invitation_id)
+            return await InvitationService(
+                session, principal, identity_of(runtime).settings
+            ).resend(invitation_id)
 
     @delete("/{invitation_id:uuid}", status_code=204, summary="Revoke an invitation")
-    async def revoke_invitation(self, invitation_id: uuid.UUID, principal: Principal,
-                                runtime: ServiceRuntime) -> None:
+    async def revoke_invitation(
+        self, invitation_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
+    ) -> None:
         _user_only(principal)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
-            await InvitationService(session, principal,
-                                    identity_of(runtime).settings).revoke(invitation_id)
+            await InvitationService(session, principal, identity_of(runtime).settings).revoke(
+                invitation_id
+            )
 
     @post("/accept", status_code=201, summary="Accept an invitation: set name and password")
-    async def accept(self, data: inv_schemas.InvitationAccept,
-                     runtime: ServiceRuntime) -> session_schemas.TokenPair:
+    async def accept(
+        self, data: inv_schemas.InvitationAccept, runtime: ServiceRuntime
+    ) -> session_schemas.TokenPair:
         ident = identity_of(runtime)
         gone = ProblemError(404, "This invitation link is not valid.")
         tenant_id = tenant_of_token(data.token)
@@ -259,30 +298,50 @@ class InvitationController(Controller):
             if invitation is None or invitation.status != "pending":
                 raise gone
             if invitation.expires_at <= _now():
-                raise ProblemError(410, "This invitation has expired; ask for a new one.",
-                                   title="Gone")
-            problems = password_problems(data.password, email=invitation.email,
-                                         min_length=ident.settings.password_min_length)
+                raise ProblemError(
+                    410, "This invitation has expired; ask for a new one.", title="Gone"
+                )
+            problems = password_problems(
+                data.password, email=invitation.email, min_length=ident.settings.password_min_length
+            )
             if problems:
-                raise ProblemError(422, "The password is too weak.", title="Validation failed",
-                                   errors=[{"field": "password", "message": "; ".join(problems)}])
+                raise ProblemError(
+                    422,
+                    "The password is too weak.",
+                    title="Validation failed",
+                    errors=[{"field": "password", "message": "; ".join(problems)}],
+                )
             users = UserRepository(session)
             if await users.by_email(invitation.email) is not None:
                 raise ProblemError(409, "A user with this email already exists.")
             password_hash = await ident.hashing.hash(data.password)
             user = await users.insert(
-                id=uuid.uuid4(), email=invitation.email, full_name=data.full_name.strip(),
-                password_hash=password_hash, roles=list(invitation.roles), status="active",
+                id=uuid.uuid4(),
+                email=invitation.email,
+                full_name=data.full_name.strip(),
+                password_hash=password_hash,
+                roles=list(invitation.roles),
+                status="active",
             )
             await join_teams(session, user.id, list(invitation.team_ids))
             await users.add_login(invitation.email, tenant_id, user.id)
             await session.execute(
-                update(InvitationRow).where(InvitationRow.id == invitation.id)
+                update(InvitationRow)
+                .where(InvitationRow.id == invitation.id)
                 .values(status="accepted", accepted_at=func.now(), updated_at=func.now())
             )
-            await emit(session, "identity.user.created", tenant_id,
-                       {"user_id": str(user.id), "roles": list(user.roles), "source": "invitation",
-                        "invitation_id": str(invitation.id)}, actor=f"user:{user.id}")
+            await emit(
+                session,
+                "identity.user.created",
+                tenant_id,
+                {
+                    "user_id": str(user.id),
+                    "roles": list(user.roles),
+                    "source": "invitation",
+                    "invitation_id": str(invitation.id),
+                },
+                actor=f"user:{user.id}",
+            )
             return await ident.sessions.issue(session, tenant, user)
 
 
@@ -297,46 +356,57 @@ class TeamController(Controller):
     tags = ["teams"]
 
     @post("/", status_code=201, summary="Create a team")
-    async def create_team(self, data: team_schemas.TeamCreate, principal: Principal,
-                          runtime: ServiceRuntime) -> team_schemas.Team:
+    async def create_team(
+        self, data: team_schemas.TeamCreate, principal: Principal, runtime: ServiceRuntime
+    ) -> team_schemas.Team:
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             return await TeamService(session, principal).create(data)
 
     @get("/", summary="List teams")
-    async def list_teams(self, principal: Principal,
-                         runtime: ServiceRuntime) -> Page[team_schemas.Team]:
+    async def list_teams(
+        self, principal: Principal, runtime: ServiceRuntime
+    ) -> Page[team_schemas.Team]:
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             return Page(await TeamService(session, principal).list(), None)
 
     @get("/{team_id:uuid}", summary="One team")
-    async def get_team(self, team_id: uuid.UUID, principal: Principal,
-                       runtime: ServiceRuntime) -> team_schemas.Team:
+    async def get_team(
+        self, team_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
+    ) -> team_schemas.Team:
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             return await TeamService(session, principal).get(team_id)
 
     @patch("/{team_id:uuid}", summary="Rename a team")
-    async def rename_team(self, team_id: uuid.UUID, data: team_schemas.TeamUpdate,
-                          request: Request[Any, Any, Any], principal: Principal,
-                          runtime: ServiceRuntime) -> team_schemas.Team:
+    async def rename_team(
+        self,
+        team_id: uuid.UUID,
+        data: team_schemas.TeamUpdate,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        runtime: ServiceRuntime,
+    ) -> team_schemas.Team:
         version = if_match_version(request.headers.get("if-match"))
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             return await TeamService(session, principal).rename(team_id, data, version)
 
     @delete("/{team_id:uuid}", status_code=204, summary="Delete a team")
-    async def delete_team(self, team_id: uuid.UUID, principal: Principal,
-                          runtime: ServiceRuntime) -> None:
+    async def delete_team(
+        self, team_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
+    ) -> None:
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             await TeamService(session, principal).delete(team_id)
 
     @put("/{team_id:uuid}/members/{user_id:uuid}", status_code=200, summary="Add a member")
-    async def add_member(self, team_id: uuid.UUID, user_id: uuid.UUID, principal: Principal,
-                         runtime: ServiceRuntime) -> team_schemas.Team:
+    async def add_member(
+        self, team_id: uuid.UUID, user_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
+    ) -> team_schemas.Team:
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             return await TeamService(session, principal).add_member(team_id, user_id)
 
     @delete("/{team_id:uuid}/members/{user_id:uuid}", status_code=200, summary="Remove a member")
-    async def remove_member(self, team_id: uuid.UUID, user_id: uuid.UUID, principal: Principal,
-                            runtime: ServiceRuntime) -> team_schemas.Team:
+    async def remove_member(
+        self, team_id: uuid.UUID, user_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
+    ) -> team_schemas.Team:
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             return await TeamService(session, principal).remove_member(team_id, user_id)
 
@@ -346,31 +416,38 @@ class ApiKeyController(Controller):
     tags = ["api keys"]
 
     @post("/", status_code=201, summary="Create an API key (the key is shown only in this answer)")
-    async def create_key(self, data: key_schemas.ApiKeyCreate, principal: Principal,
-                         runtime: ServiceRuntime) -> key_schemas.ApiKeyCreated:
+    async def create_key(
+        self, data: key_schemas.ApiKeyCreate, principal: Principal, runtime: ServiceRuntime
+    ) -> key_schemas.ApiKeyCreated:
         _user_only(principal)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
-            return await ApiKeyService(session, principal, identity_of(runtime).settings).create(data)
+            return await ApiKeyService(session, principal, identity_of(runtime).settings).create(
+                data
+            )
 
     @get("/", summary="List API keys (prefix and last 4 only)")
-    async def list_keys(self, principal: Principal,
-                        runtime: ServiceRuntime) -> Page[key_schemas.ApiKey]:
+    async def list_keys(
+        self, principal: Principal, runtime: ServiceRuntime
+    ) -> Page[key_schemas.ApiKey]:
         _user_only(principal)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
-            return Page(await ApiKeyService(session, principal,
-                                            identity_of(runtime).settings).list(), None)
+            return Page(
+                await ApiKeyService(session, principal, identity_of(runtime).settings).list(), None
+            )
 
     @delete("/{key_id:uuid}", status_code=204, summary="Revoke an API key (effective at once)")
-    async def revoke_key(self, key_id: uuid.UUID, principal: Principal,
-                         runtime: ServiceRuntime) -> None:
+    async def revoke_key(
+        self, key_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
+    ) -> None:
         _user_only(principal)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
-            key_hash = await ApiKeyService(session, principal,
-                                           identity_of(runtime).settings).revoke(key_id)
+            key_hash = await ApiKeyService(
+                session, principal, identity_of(runtime).settings
+            ).revoke(key_id)
         try:
             await runtime.redis.delete(cache_key(key_hash))
-        except Exception:  # the gateway cache entry expires within 60 s anyway
-            pass
+        except Exception as exc:  # the gateway cache entry expires within 60 s anyway
+            log.warning("api_key.cache_evict_failed", error=repr(exc))
 
 
 class OAuthController(Controller):
@@ -378,46 +455,56 @@ class OAuthController(Controller):
     tags = ["oauth"]
 
     @post("/clients", status_code=201, summary="Register an OAuth2 client (secret shown once)")
-    async def create_client(self, data: oauth_schemas.ClientCreate, principal: Principal,
-                            runtime: ServiceRuntime) -> oauth_schemas.ClientCreated:
+    async def create_client(
+        self, data: oauth_schemas.ClientCreate, principal: Principal, runtime: ServiceRuntime
+    ) -> oauth_schemas.ClientCreated:
         _user_only(principal)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             return await ClientAdmin(session, principal).create(data)
 
     @get("/clients", summary="List OAuth2 clients")
-    async def list_clients(self, principal: Principal,
-                           runtime: ServiceRuntime) -> Page[oauth_schemas.Client]:
+    async def list_clients(
+        self, principal: Principal, runtime: ServiceRuntime
+    ) -> Page[oauth_schemas.Client]:
         _user_only(principal)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             return Page(await ClientAdmin(session, principal).list(), None)
 
     @delete("/clients/{client_row_id:uuid}", status_code=204, summary="Revoke an OAuth2 client")
-    async def revoke_client(self, client_row_id: uuid.UUID, principal: Principal,
-                            runtime: ServiceRuntime) -> None:
+    async def revoke_client(
+        self, client_row_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
+    ) -> None:
         _user_only(principal)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             await ClientAdmin(session, principal).revoke(client_row_id)
 
     @post("/token", status_code=200, summary="Client credentials grant (RFC 6749 §4.4)")
     async def token(
-        self, request: Request[Any, Any, Any], runtime: ServiceRuntime,
+        self,
+        request: Request[Any, Any, Any],
+        runtime: ServiceRuntime,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response[Any]:
         headers = {k.lower(): v for k, v in request.headers.items()}
         form = {k: v for k, v in data.items() if isinstance(v, str)}
         ident = identity_of(runtime)
         status, body, out_headers = await token_response(runtime.db, ident.keys, headers, form)
-        return Response(body, status_code=status, headers=dict(out_headers),
-                        media_type="application/json")
+        return Response(
+            body, status_code=status, headers=dict(out_headers), media_type="application/json"
+        )
 
     @post("/introspect", status_code=200, summary="Token introspection (RFC 7662)")
     async def introspect_token(
-        self, principal: Principal, runtime: ServiceRuntime,
+        self,
+        principal: Principal,
+        runtime: ServiceRuntime,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> dict[str, Any]:
         token = data.get("token")
         if not isinstance(token, str) or not token:
-            raise ProblemError(400, "token is required.", errors=[{"field": "token", "message": "required"}])
+            raise ProblemError(
+                400, "token is required.", errors=[{"field": "token", "message": "required"}]
+            )
         answer = await introspect(identity_of(runtime).verifier, runtime.redis, token)
         if answer.get("active") and answer.get("tid") != str(principal.tenant_id):
             return {"active": False}  # never describe another tenant's tokens
@@ -425,12 +512,16 @@ class OAuthController(Controller):
 
     @post("/revoke", status_code=200, summary="Token revocation (RFC 7009)")
     async def revoke_token(
-        self, principal: Principal, runtime: ServiceRuntime,
+        self,
+        principal: Principal,
+        runtime: ServiceRuntime,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> dict[str, Any]:
         token = data.get("token")
         if not isinstance(token, str) or not token:
-            raise ProblemError(400, "token is required.", errors=[{"field": "token", "message": "required"}])
+            raise ProblemError(
+                400, "token is required.", errors=[{"field": "token", "message": "required"}]
+            )
         await revoke(identity_of(runtime).verifier, runtime.redis, token, principal)
         return {}
 
@@ -455,8 +546,15 @@ class JWKSController(Controller):
 
 
 PUBLIC_CONTROLLERS = [
-    SignupController, AuthController, TenantApiController, UserController, SeatController,
-    InvitationController, TeamController, ApiKeyController, OAuthController, PlanController,
+    SignupController,
+    AuthController,
+    TenantApiController,
+    UserController,
+    SeatController,
+    InvitationController,
+    TeamController,
+    ApiKeyController,
+    OAuthController,
+    PlanController,
     JWKSController,
 ]
-_ = UserRow

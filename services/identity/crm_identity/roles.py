@@ -23,8 +23,14 @@ def validate_roles(roles: list[str], *, field: str = "roles") -> list[str]:
             422,
             "Roles must be a non-empty list of: " + ", ".join(ROLES) + ".",
             title="Validation failed",
-            errors=[{"field": field, "message": f"unknown role(s): {', '.join(unknown)}"
-                     if unknown else "at least one role is required"}],
+            errors=[
+                {
+                    "field": field,
+                    "message": f"unknown role(s): {', '.join(unknown)}"
+                    if unknown
+                    else "at least one role is required",
+                }
+            ],
         )
     return sorted(set(roles), key=ROLES.index)
 

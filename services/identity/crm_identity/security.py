@@ -23,8 +23,18 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 _ALPHABET = string.ascii_letters + string.digits
 _COMMON = frozenset(
-    {"password", "password1", "123456789", "1234567890", "qwertyuiop", "letmein123",
-     "iloveyou12", "administrator", "welcome123", "passw0rd!"}
+    {
+        "password",
+        "password1",
+        "123456789",
+        "1234567890",
+        "qwertyuiop",
+        "letmein123",
+        "iloveyou12",
+        "administrator",
+        "welcome123",
+        "passw0rd!",
+    }
 )
 
 

@@ -50,6 +50,11 @@ async def signup(client: httpx.AsyncClient, **overrides: Any) -> SignedUp:
     assert response.status_code == 201, response.text
     data = response.json()
     return SignedUp(
-        data["tenant"]["id"], data["tenant"]["slug"], body["email"], body["password"],
-        data["tokens"]["access_token"], data["tokens"]["refresh_token"], data,
+        data["tenant"]["id"],
+        data["tenant"]["slug"],
+        body["email"],
+        body["password"],
+        data["tokens"]["access_token"],
+        data["tokens"]["refresh_token"],
+        data,
     )

@@ -18,16 +18,20 @@ async def test_api_key_lifecycle_and_resolution(
     identity_api: httpx.AsyncClient, platform: RunningPlatform
 ) -> None:
     owner = await signup(identity_api)
-    created = await identity_api.post("/api/v1/api-keys", json={
-        "name": "ETL", "scopes": ["contacts:read", "contacts:write"]}, headers=owner.auth)
+    created = await identity_api.post(
+        "/api/v1/api-keys",
+        json={"name": "ETL", "scopes": ["contacts:read", "contacts:write"]},
+        headers=owner.auth,
+    )
     assert created.status_code == 201, created.text
     key = created.json()["key"]
     assert key.startswith("crm_live_") and parse_api_key(key) is not None
     listed = (await identity_api.get("/api/v1/api-keys", headers=owner.auth)).json()["data"]
     assert listed[0]["last4"] == key[-4:] and "key" not in listed[0]
 
-    resolved = await identity_api.post("/internal/v1/api-keys/resolve", json={"key": key},
-                                       headers=INTERNAL)
+    resolved = await identity_api.post(
+        "/internal/v1/api-keys/resolve", json={"key": key}, headers=INTERNAL
+    )
     assert resolved.status_code == 200, resolved.text
     body = resolved.json()
     assert body["tenant_id"] == owner.tenant_id
@@ -40,17 +44,25 @@ async def test_api_key_lifecycle_and_resolution(
     no_internal = await identity_api.post("/internal/v1/api-keys/resolve", json={"key": key})
     assert no_internal.status_code == 401
     tampered = key[:-1] + ("A" if key[-1] != "A" else "B")
-    assert (await identity_api.post("/internal/v1/api-keys/resolve", json={"key": tampered},
-                                    headers=INTERNAL)).status_code == 401
+    assert (
+        await identity_api.post(
+            "/internal/v1/api-keys/resolve", json={"key": tampered}, headers=INTERNAL
+        )
+    ).status_code == 401
 
     # Revocation: stops resolution and drops the gateway's cache entry.
     redis = platform.runtime("identity").redis
     await redis.set(cache_key(sha256_hex(key)), "cached", ex=60)
-    revoked = await identity_api.delete(f"/api/v1/api-keys/{created.json()['id']}", headers=owner.auth)
+    revoked = await identity_api.delete(
+        f"/api/v1/api-keys/{created.json()['id']}", headers=owner.auth
+    )
     assert revoked.status_code == 204
     assert await redis.get(cache_key(sha256_hex(key))) is None
-    assert (await identity_api.post("/internal/v1/api-keys/resolve", json={"key": key},
-                                    headers=INTERNAL)).status_code == 401
+    assert (
+        await identity_api.post(
+            "/internal/v1/api-keys/resolve", json={"key": key}, headers=INTERNAL
+        )
+    ).status_code == 401
 
 
 async def test_tenant_access_endpoint(identity_api: httpx.AsyncClient) -> None:
@@ -64,48 +76,73 @@ async def test_tenant_access_endpoint(identity_api: httpx.AsyncClient) -> None:
 async def test_oauth_client_credentials_introspect_revoke(identity_api: httpx.AsyncClient) -> None:
     owner = await signup(identity_api)
     other = await signup(identity_api)
-    client = await identity_api.post("/api/v1/oauth/clients", json={
-        "name": "Warehouse sync", "scopes": ["contacts:read", "deals:read"]}, headers=owner.auth)
+    client = await identity_api.post(
+        "/api/v1/oauth/clients",
+        json={"name": "Warehouse sync", "scopes": ["contacts:read", "deals:read"]},
+        headers=owner.auth,
+    )
     assert client.status_code == 201, client.text
     cid, secret = client.json()["client_id"], client.json()["client_secret"]
 
     basic = base64.b64encode(f"{cid}:{secret}".encode()).decode()
-    token = await identity_api.post("/api/v1/oauth/token", data={
-        "grant_type": "client_credentials", "scope": "contacts:read"},
-        headers={"Authorization": f"Basic {basic}"})
+    token = await identity_api.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "contacts:read"},
+        headers={"Authorization": f"Basic {basic}"},
+    )
     assert token.status_code == 200, token.text
     assert token.json()["scope"] == "contacts:read"
     access = token.json()["access_token"]
 
-    post_auth = await identity_api.post("/api/v1/oauth/token", data={
-        "grant_type": "client_credentials", "client_id": cid, "client_secret": secret})
+    post_auth = await identity_api.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": cid, "client_secret": secret},
+    )
     assert post_auth.status_code == 200
     assert set(post_auth.json()["scope"].split()) == {"contacts:read", "deals:read"}
 
-    wrong = await identity_api.post("/api/v1/oauth/token", data={
-        "grant_type": "client_credentials", "client_id": cid, "client_secret": "nope"})
+    wrong = await identity_api.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": cid, "client_secret": "nope"},
+    )
     assert wrong.status_code in (400, 401) and wrong.json()["error"] == "invalid_client"
-    bad_grant = await identity_api.post("/api/v1/oauth/token", data={
-        "grant_type": "password", "client_id": cid, "client_secret": secret})
+    bad_grant = await identity_api.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "password", "client_id": cid, "client_secret": secret},
+    )
     assert bad_grant.status_code == 400
 
-    seen = await identity_api.post("/api/v1/oauth/introspect", data={"token": access}, headers=owner.auth)
+    seen = await identity_api.post(
+        "/api/v1/oauth/introspect", data={"token": access}, headers=owner.auth
+    )
     assert seen.json()["active"] is True and seen.json()["client_id"] == cid
     # Another tenant never learns anything about this token.
-    foreign = await identity_api.post("/api/v1/oauth/introspect", data={"token": access}, headers=other.auth)
+    foreign = await identity_api.post(
+        "/api/v1/oauth/introspect", data={"token": access}, headers=other.auth
+    )
     assert foreign.json() == {"active": False}
     await identity_api.post("/api/v1/oauth/revoke", data={"token": access}, headers=other.auth)
-    still = await identity_api.post("/api/v1/oauth/introspect", data={"token": access}, headers=owner.auth)
+    still = await identity_api.post(
+        "/api/v1/oauth/introspect", data={"token": access}, headers=owner.auth
+    )
     assert still.json()["active"] is True
-    out = await identity_api.post("/api/v1/oauth/revoke", data={"token": access}, headers=owner.auth)
+    out = await identity_api.post(
+        "/api/v1/oauth/revoke", data={"token": access}, headers=owner.auth
+    )
     assert out.status_code == 200
-    dead = await identity_api.post("/api/v1/oauth/introspect", data={"token": access}, headers=owner.auth)
+    dead = await identity_api.post(
+        "/api/v1/oauth/introspect", data={"token": access}, headers=owner.auth
+    )
     assert dead.json() == {"active": False}
 
-    revoked = await identity_api.delete(f"/api/v1/oauth/clients/{client.json()['id']}", headers=owner.auth)
+    revoked = await identity_api.delete(
+        f"/api/v1/oauth/clients/{client.json()['id']}", headers=owner.auth
+    )
     assert revoked.status_code == 204
-    after = await identity_api.post("/api/v1/oauth/token", data={
-        "grant_type": "client_credentials", "client_id": cid, "client_secret": secret})
+    after = await identity_api.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": cid, "client_secret": secret},
+    )
     assert after.status_code in (400, 401)
 
 

@@ -1,4 +1,4 @@
-"""Every identity endpoint × every role, anonymous, other tenants and bad tokens."""
+"""Every identity endpoint x every role, anonymous, other tenants and bad tokens."""
 
 from __future__ import annotations
 
@@ -36,8 +36,12 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/api/v1/users/{target}/reactivate", None, MANAGERS),
     ("GET", "/api/v1/seats", None, MANAGERS),
     ("GET", "/api/v1/invitations", None, MANAGERS),
-    ("POST", "/api/v1/invitations", lambda: {"email": f"{_rand('inv')}@example.com",
-                                              "roles": ["viewer"]}, MANAGERS),
+    (
+        "POST",
+        "/api/v1/invitations",
+        lambda: {"email": f"{_rand('inv')}@example.com", "roles": ["viewer"]},
+        MANAGERS,
+    ),
     ("GET", "/api/v1/teams", None, EVERYONE),
     ("POST", "/api/v1/teams", lambda: {"name": _rand("team")}, MANAGERS),
     ("GET", "/api/v1/api-keys", None, MANAGERS),
@@ -55,16 +59,20 @@ class Tenant:
         self.owner_id = owner_id
 
 
-async def _member(api: httpx.AsyncClient, smtp: SmtpSink, owner_auth: dict[str, str],
-                  role: str) -> tuple[str, str]:
+async def _member(
+    api: httpx.AsyncClient, smtp: SmtpSink, owner_auth: dict[str, str], role: str
+) -> tuple[str, str]:
     email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
-    r = await api.post("/api/v1/invitations", json={"email": email, "roles": [role]},
-                       headers=owner_auth)
+    r = await api.post(
+        "/api/v1/invitations", json={"email": email, "roles": [role]}, headers=owner_auth
+    )
     assert r.status_code == 201, r.text
     messages = await eventually(lambda: _async(smtp.to(email)))
     token = re.search(r"token=([A-Za-z0-9.]+)", messages[-1].get_content()).group(1)  # type: ignore[union-attr]
-    accepted = await api.post("/api/v1/invitations/accept", json={
-        "token": token, "full_name": role.title(), "password": STRONG_PASSWORD})
+    accepted = await api.post(
+        "/api/v1/invitations/accept",
+        json={"token": token, "full_name": role.title(), "password": STRONG_PASSWORD},
+    )
     assert accepted.status_code == 201, accepted.text
     return accepted.json()["access_token"], accepted.json()["user_id"]
 
@@ -85,8 +93,9 @@ async def tenant(identity_api: httpx.AsyncClient, smtp_server: SmtpSink) -> Tena
     return Tenant(tokens, target, me["id"])
 
 
-def _call(api: httpx.AsyncClient, method: str, path: str, body: Any,
-          headers: dict[str, str]) -> Any:
+def _call(
+    api: httpx.AsyncClient, method: str, path: str, body: Any, headers: dict[str, str]
+) -> Any:
     return api.request(method, path, json=body() if body else None, headers=headers)
 
 
@@ -111,22 +120,48 @@ async def test_anonymous_and_bad_tokens_get_401(
     tid = uuid.UUID(int=0)
     real = tenant.tokens["owner"]
     claims = jwt.decode(real, ECKey.generate_key("P-256"), algorithms=["ES256"]) if False else None
-    expired, _, _ = await keys.mint(tenant_id=tid, subject=f"user:{uuid.uuid4()}", kind="user",
-                                    roles=["owner"], ttl_seconds=-120)
+    expired, _, _ = await keys.mint(
+        tenant_id=tid,
+        subject=f"user:{uuid.uuid4()}",
+        kind="user",
+        roles=["owner"],
+        ttl_seconds=-120,
+    )
     forger = ECKey.generate_key("P-256", private=True)
     header = jwt.decode(real, await _public_keyset(identity_api)).header
     now = int(time.time())
     forged = jwt.encode(
         {"alg": "ES256", "kid": header["kid"], "typ": "at+jwt"},
-        {"iss": "crm-identity", "aud": "crm-api", "sub": f"user:{uuid.uuid4()}", "kind": "user",
-         "tid": str(uuid.uuid4()), "roles": ["owner"], "iat": now, "nbf": now, "exp": now + 300,
-         "jti": "x"}, forger)
-    unknown_kid = jwt.encode({"alg": "ES256", "kid": "nope", "typ": "at+jwt"},
-                             {"sub": "user:x", "exp": now + 300}, forger)
+        {
+            "iss": "crm-identity",
+            "aud": "crm-api",
+            "sub": f"user:{uuid.uuid4()}",
+            "kind": "user",
+            "tid": str(uuid.uuid4()),
+            "roles": ["owner"],
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            "jti": "x",
+        },
+        forger,
+    )
+    unknown_kid = jwt.encode(
+        {"alg": "ES256", "kid": "nope", "typ": "at+jwt"},
+        {"sub": "user:x", "exp": now + 300},
+        forger,
+    )
     none_alg = real.split(".")[0] + "." + real.split(".")[1] + "."
     assert claims is None
-    bad = {"anonymous": {}, "expired": expired, "forged": forged, "unknown kid": unknown_kid,
-           "alg none": none_alg, "garbage": "not-a-token", "basic": "Basic Zm9vOmJhcg=="}
+    bad = {
+        "anonymous": {},
+        "expired": expired,
+        "forged": forged,
+        "unknown kid": unknown_kid,
+        "alg none": none_alg,
+        "garbage": "not-a-token",
+        "basic": "Basic Zm9vOmJhcg==",
+    }
     for name, token in bad.items():
         if isinstance(token, dict):
             headers = token
@@ -161,9 +196,12 @@ async def test_other_tenant_never_sees_or_changes_this_tenant(
     users = (await identity_api.get("/api/v1/users", headers=intruder.auth)).json()["data"]
     assert [u["email"] for u in users] == [intruder.email]
     # The gateway-set tenant header cannot be pointed elsewhere either.
-    spoof = await identity_api.get("/api/v1/users", headers={
-        **intruder.auth, "X-Tenant-ID": str(uuid.uuid4())})
+    spoof = await identity_api.get(
+        "/api/v1/users", headers={**intruder.auth, "X-Tenant-ID": str(uuid.uuid4())}
+    )
     assert spoof.status_code == 401
-    target = await identity_api.get(f"/api/v1/users/{tenant.target}",
-                                    headers={"Authorization": f"Bearer {tenant.tokens['owner']}"})
+    target = await identity_api.get(
+        f"/api/v1/users/{tenant.target}",
+        headers={"Authorization": f"Bearer {tenant.tokens['owner']}"},
+    )
     assert target.json()["full_name"] != "Hacked"

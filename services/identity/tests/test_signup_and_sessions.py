@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import httpx
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from crm_identity.models import Tenant
-from crm_lib.testing import RunningPlatform
+from crm_lib.testing import RunningPlatform, eventually
 from services.identity.tests.conftest import STRONG_PASSWORD, signup
-from crm_lib.testing import eventually
 
 
 async def test_signup_answers_at_once_then_tenant_turns_active(
@@ -30,8 +28,13 @@ async def test_signup_answers_at_once_then_tenant_turns_active(
     await eventually(active)
     r = await identity_api.get("/api/v1/tenant", headers=account.auth)
     body = r.json()
-    assert body["seats"] == {"limit": 3, "active_users": 1, "pending_invitations": 0,
-                             "used": 1, "available": 2}
+    assert body["seats"] == {
+        "limit": 3,
+        "active_users": 1,
+        "pending_invitations": 0,
+        "used": 1,
+        "available": 2,
+    }
     me = await identity_api.get("/api/v1/users/me", headers=account.auth)
     assert me.json()["email"] == account.email
 
@@ -58,8 +61,13 @@ async def test_bad_signups_create_nothing(
     ]
     for overrides, status in cases:
         tag = uuid.uuid4().hex[:8]
-        body = {"company_name": f"Co {tag}", "admin_name": "Bo", "email": f"bo-{tag}@example.com",
-                "password": STRONG_PASSWORD, **overrides}
+        body = {
+            "company_name": f"Co {tag}",
+            "admin_name": "Bo",
+            "email": f"bo-{tag}@example.com",
+            "password": STRONG_PASSWORD,
+            **overrides,
+        }
         r = await identity_api.post("/api/v1/signup", json=body)
         assert r.status_code in (status, 422 if status == 400 else status), (overrides, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
@@ -70,8 +78,9 @@ async def test_bad_signups_create_nothing(
 
 async def test_login_refresh_rotation_and_reuse_detection(identity_api: httpx.AsyncClient) -> None:
     account = await signup(identity_api)
-    login = await identity_api.post("/api/v1/auth/login",
-                                    json={"email": account.email, "password": account.password})
+    login = await identity_api.post(
+        "/api/v1/auth/login", json={"email": account.email, "password": account.password}
+    )
     assert login.status_code == 200, login.text
     first = login.json()["refresh_token"]
     rotated = await identity_api.post("/api/v1/auth/refresh", json={"refresh_token": first})
@@ -84,28 +93,39 @@ async def test_login_refresh_rotation_and_reuse_detection(identity_api: httpx.As
     dead = await identity_api.post("/api/v1/auth/refresh", json={"refresh_token": second})
     assert dead.status_code == 401
     # The sign-up session is another family and still works; logout ends it.
-    ok = await identity_api.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
+    ok = await identity_api.post(
+        "/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}
+    )
     assert ok.status_code == 200
     token = ok.json()
-    out = await identity_api.post("/api/v1/auth/logout", json={"refresh_token": token["refresh_token"]},
-                                  headers={"Authorization": f"Bearer {token['access_token']}"})
+    out = await identity_api.post(
+        "/api/v1/auth/logout",
+        json={"refresh_token": token["refresh_token"]},
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+    )
     assert out.status_code == 204
-    gone = await identity_api.post("/api/v1/auth/refresh", json={"refresh_token": token["refresh_token"]})
+    gone = await identity_api.post(
+        "/api/v1/auth/refresh", json={"refresh_token": token["refresh_token"]}
+    )
     assert gone.status_code == 401
 
 
 async def test_lockout_after_repeated_failures(identity_api: httpx.AsyncClient) -> None:
     account = await signup(identity_api)
     for _ in range(5):
-        r = await identity_api.post("/api/v1/auth/login",
-                                    json={"email": account.email, "password": "Wrong-password-1"},
-                                    headers={"X-Forwarded-For": f"10.0.{uuid.uuid4().int % 250}.1"})
+        r = await identity_api.post(
+            "/api/v1/auth/login",
+            json={"email": account.email, "password": "Wrong-password-1"},
+            headers={"X-Forwarded-For": f"10.0.{uuid.uuid4().int % 250}.1"},
+        )
         assert r.status_code == 401
-    locked = await identity_api.post("/api/v1/auth/login",
-                                     json={"email": account.email, "password": account.password})
+    locked = await identity_api.post(
+        "/api/v1/auth/login", json={"email": account.email, "password": account.password}
+    )
     assert locked.status_code == 403
     assert locked.json()["type"].endswith("account-locked")
     assert int(locked.headers["retry-after"]) > 0
-    unknown = await identity_api.post("/api/v1/auth/login",
-                                      json={"email": "nobody@example.com", "password": "x" * 12})
+    unknown = await identity_api.post(
+        "/api/v1/auth/login", json={"email": "nobody@example.com", "password": "x" * 12}
+    )
     assert unknown.status_code == 401

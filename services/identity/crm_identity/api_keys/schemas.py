@@ -8,11 +8,13 @@ from typing import Annotated
 
 import msgspec
 
+from crm_lib.schema_types import ShortText
+
 Scope = Annotated[str, msgspec.Meta(pattern=r"^(\*|[a-z][a-z_-]{0,39}:(read|write|\*))$")]
 
 
 class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: ShortText
     scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=50)]
     expires_at: datetime | None = None
     environment: Annotated[str, msgspec.Meta(pattern=r"^(live|test)$")] | None = None

@@ -33,15 +33,22 @@ def cache_key(key_hash: str) -> str:
 
 def to_schema(row: ApiKey) -> schemas.ApiKey:
     return schemas.ApiKey(
-        id=row.id, name=row.name, prefix=row.prefix, last4=row.last4, scopes=list(row.scopes),
-        expires_at=row.expires_at, last_used_at=row.last_used_at, revoked_at=row.revoked_at,
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        last4=row.last4,
+        scopes=list(row.scopes),
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
         created_at=row.created_at,
     )
 
 
 class ApiKeyService:
-    def __init__(self, session: AsyncSession, principal: Principal,
-                 settings: IdentitySettings) -> None:
+    def __init__(
+        self, session: AsyncSession, principal: Principal, settings: IdentitySettings
+    ) -> None:
         if not principal.has_role(*MANAGERS):
             raise ProblemError(403, "Only owners and admins manage API keys.")
         self.session = session
@@ -50,37 +57,65 @@ class ApiKeyService:
 
     async def create(self, data: schemas.ApiKeyCreate) -> schemas.ApiKeyCreated:
         if data.expires_at is not None:
-            expires = data.expires_at if data.expires_at.tzinfo else data.expires_at.replace(tzinfo=UTC)
+            expires = (
+                data.expires_at if data.expires_at.tzinfo else data.expires_at.replace(tzinfo=UTC)
+            )
             if expires <= datetime.now(UTC):
-                raise ProblemError(422, "expires_at must be in the future.", title="Validation failed",
-                                   errors=[{"field": "expires_at", "message": "in the past"}])
+                raise ProblemError(
+                    422,
+                    "expires_at must be in the future.",
+                    title="Validation failed",
+                    errors=[{"field": "expires_at", "message": "in the past"}],
+                )
         environment = data.environment or self.settings.api_key_environment
         key, public_id = new_api_key(environment)
         row = (
             await self.session.execute(
-                insert(ApiKey).values(
-                    id=uuid.uuid4(), name=data.name.strip(), public_id=public_id,
-                    prefix=f"crm_{environment}_{public_id}", key_hash=sha256_hex(key),
-                    last4=key[-4:], scopes=sorted(set(data.scopes)),
-                    created_by=self.principal.user_id, expires_at=data.expires_at,
-                ).returning(ApiKey)
+                insert(ApiKey)
+                .values(
+                    id=uuid.uuid4(),
+                    name=data.name.strip(),
+                    public_id=public_id,
+                    prefix=f"crm_{environment}_{public_id}",
+                    key_hash=sha256_hex(key),
+                    last4=key[-4:],
+                    scopes=sorted(set(data.scopes)),
+                    created_by=self.principal.user_id,
+                    expires_at=data.expires_at,
+                )
+                .returning(ApiKey)
             )
         ).scalar_one()
         await self.session.execute(
             insert(CredentialDirectory).values(
-                public_id=public_id, kind="api_key", tenant_id=self.principal.tenant_id,
+                public_id=public_id,
+                kind="api_key",
+                tenant_id=self.principal.tenant_id,
                 credential_id=row.id,
             )
         )
-        await emit(self.session, "identity.api_key.created", self.principal.tenant_id,
-                   {"key_id": str(row.id), "scopes": list(row.scopes)}, actor=self.principal.subject)
+        await emit(
+            self.session,
+            "identity.api_key.created",
+            self.principal.tenant_id,
+            {"key_id": str(row.id), "scopes": list(row.scopes)},
+            actor=self.principal.subject,
+        )
         return schemas.ApiKeyCreated(
-            id=row.id, name=row.name, key=key, prefix=row.prefix, last4=row.last4,
-            scopes=list(row.scopes), expires_at=row.expires_at, created_at=row.created_at,
+            id=row.id,
+            name=row.name,
+            key=key,
+            prefix=row.prefix,
+            last4=row.last4,
+            scopes=list(row.scopes),
+            expires_at=row.expires_at,
+            created_at=row.created_at,
         )
 
     async def list(self) -> list[schemas.ApiKey]:
-        rows = await self.session.execute(select(ApiKey).order_by(ApiKey.created_at.desc()).limit(500))
+        rows = await self.session.execute(
+            select(ApiKey).order_by(ApiKey.created_at.desc()).limit(500)
+        )
         return [to_schema(r) for r in rows.scalars()]
 
     async def revoke(self, key_id: uuid.UUID) -> str:
@@ -94,8 +129,13 @@ class ApiKeyService:
             await self.session.execute(
                 update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=datetime.now(UTC))
             )
-            await emit(self.session, "identity.api_key.revoked", self.principal.tenant_id,
-                       {"key_id": str(key_id)}, actor=self.principal.subject)
+            await emit(
+                self.session,
+                "identity.api_key.revoked",
+                self.principal.tenant_id,
+                {"key_id": str(key_id)},
+                actor=self.principal.subject,
+            )
         return row.key_hash
 
 
@@ -121,12 +161,18 @@ async def resolve_api_key(db: Database, keys: KeyStore, key: str) -> schemas.Res
         ):
             raise unknown
         if row.last_used_at is None or row.last_used_at < now - timedelta(minutes=1):
-            await session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+            await session.execute(
+                update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now)
+            )
         ttl = RESOLVED_TOKEN_TTL
         if row.expires_at is not None:
             ttl = max(1, min(ttl, int((row.expires_at - now).total_seconds())))
         token, expires_in, _ = await keys.mint(
-            tenant_id=entry.tenant_id, subject=f"api_key:{row.id}", kind="api_key",
-            scopes=list(row.scopes), plan=tenant.plan, ttl_seconds=ttl,
+            tenant_id=entry.tenant_id,
+            subject=f"api_key:{row.id}",
+            kind="api_key",
+            scopes=list(row.scopes),
+            plan=tenant.plan,
+            ttl_seconds=ttl,
         )
         return schemas.Resolved(entry.tenant_id, row.id, list(row.scopes), token, expires_in)

@@ -8,9 +8,11 @@ from typing import Annotated
 
 import msgspec
 
+from crm_lib.schema_types import ShortText
+
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-FullName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+FullName = ShortText
 
 
 class InvitationCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -9,12 +9,12 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_identity.emails import normalize_email
+from crm_identity.invitations import schemas
 from crm_identity.mail.service import request_email
 from crm_identity.models import Invitation, Team, TeamMember
 from crm_identity.roles import MANAGERS, ensure_may_grant, validate_roles
 from crm_identity.security import new_tenant_token, sha256_hex
 from crm_identity.settings import IdentitySettings
-from crm_identity.invitations import schemas
 from crm_identity.users.repository import UserRepository
 from crm_identity.users.service import SeatPolicy
 from crm_lib.auth import Principal
@@ -27,15 +27,21 @@ def to_schema(row: Invitation) -> schemas.Invitation:
     if status == "pending" and row.expires_at <= datetime.now(UTC):
         status = "expired"
     return schemas.Invitation(
-        id=row.id, email=row.email, roles=list(row.roles), status=status,
-        expires_at=row.expires_at, sent_count=row.sent_count, created_at=row.created_at,
+        id=row.id,
+        email=row.email,
+        roles=list(row.roles),
+        status=status,
+        expires_at=row.expires_at,
+        sent_count=row.sent_count,
+        created_at=row.created_at,
         accepted_at=row.accepted_at,
     )
 
 
 class InvitationService:
-    def __init__(self, session: AsyncSession, principal: Principal,
-                 settings: IdentitySettings) -> None:
+    def __init__(
+        self, session: AsyncSession, principal: Principal, settings: IdentitySettings
+    ) -> None:
         self.session = session
         self.principal = principal
         self.settings = settings
@@ -45,7 +51,10 @@ class InvitationService:
     async def _send(self, row: Invitation, token: str) -> None:
         link = f"{self.settings.app_base_url}/accept-invitation?token={token}"
         await request_email(
-            self.session, self.principal.tenant_id, to=row.email, kind="invitation",
+            self.session,
+            self.principal.tenant_id,
+            to=row.email,
+            kind="invitation",
             subject="You have been invited to the CRM",
             body=(
                 f"You have been invited to join your team's CRM as {', '.join(row.roles)}.\n\n"
@@ -62,10 +71,16 @@ class InvitationService:
         users = UserRepository(self.session)
         team_ids = sorted(set(data.team_ids))
         if team_ids:
-            found = set((await self.session.execute(select(Team.id).where(Team.id.in_(team_ids)))).scalars())
+            found = set(
+                (await self.session.execute(select(Team.id).where(Team.id.in_(team_ids)))).scalars()
+            )
             if missing := [str(t) for t in team_ids if t not in found]:
-                raise ProblemError(422, "Unknown team(s).", title="Validation failed",
-                                   errors=[{"field": "team_ids", "message": ", ".join(missing)}])
+                raise ProblemError(
+                    422,
+                    "Unknown team(s).",
+                    title="Validation failed",
+                    errors=[{"field": "team_ids", "message": ", ".join(missing)}],
+                )
         await SeatPolicy(self.session, self.principal.tenant_id).claim()
         existing = await users.by_email(email)
         if existing is not None:
@@ -73,7 +88,8 @@ class InvitationService:
         pending = (
             await self.session.execute(
                 select(Invitation.id).where(
-                    Invitation.email == email, Invitation.status == "pending",
+                    Invitation.email == email,
+                    Invitation.status == "pending",
                     Invitation.expires_at > func.now(),
                 )
             )
@@ -85,17 +101,31 @@ class InvitationService:
             await self.session.execute(
                 insert(Invitation)
                 .values(
-                    id=uuid.uuid4(), email=email, roles=roles, team_ids=team_ids,
+                    id=uuid.uuid4(),
+                    email=email,
+                    roles=roles,
+                    team_ids=team_ids,
                     token_hash=sha256_hex(token),
-                    status="pending", invited_by=self.principal.user_id,
-                    expires_at=datetime.now(UTC) + timedelta(hours=self.settings.invitation_ttl_hours),
+                    status="pending",
+                    invited_by=self.principal.user_id,
+                    expires_at=datetime.now(UTC)
+                    + timedelta(hours=self.settings.invitation_ttl_hours),
                 )
                 .returning(Invitation)
             )
         ).scalar_one()
-        await emit(self.session, "identity.invitation.created", self.principal.tenant_id,
-                   {"invitation_id": str(row.id), "email": email, "roles": roles,
-                    "team_ids": [str(t) for t in team_ids]}, actor=self.principal.subject)
+        await emit(
+            self.session,
+            "identity.invitation.created",
+            self.principal.tenant_id,
+            {
+                "invitation_id": str(row.id),
+                "email": email,
+                "roles": roles,
+                "team_ids": [str(t) for t in team_ids],
+            },
+            actor=self.principal.subject,
+        )
         await self._send(row, token)
         return to_schema(row), token
 
@@ -132,8 +162,10 @@ class InvitationService:
                 update(Invitation)
                 .where(Invitation.id == invitation_id)
                 .values(
-                    token_hash=sha256_hex(token), sent_count=Invitation.sent_count + 1,
-                    expires_at=datetime.now(UTC) + timedelta(hours=self.settings.invitation_ttl_hours),
+                    token_hash=sha256_hex(token),
+                    sent_count=Invitation.sent_count + 1,
+                    expires_at=datetime.now(UTC)
+                    + timedelta(hours=self.settings.invitation_ttl_hours),
                     updated_at=func.now(),
                 )
                 .returning(Invitation)
@@ -145,11 +177,17 @@ class InvitationService:
     async def revoke(self, invitation_id: uuid.UUID) -> None:
         await self._get_open(invitation_id)
         await self.session.execute(
-            update(Invitation).where(Invitation.id == invitation_id)
+            update(Invitation)
+            .where(Invitation.id == invitation_id)
             .values(status="revoked", updated_at=func.now())
         )
-        await emit(self.session, "identity.invitation.revoked", self.principal.tenant_id,
-                   {"invitation_id": str(invitation_id)}, actor=self.principal.subject)
+        await emit(
+            self.session,
+            "identity.invitation.revoked",
+            self.principal.tenant_id,
+            {"invitation_id": str(invitation_id)},
+            actor=self.principal.subject,
+        )
 
 
 async def join_teams(session: AsyncSession, user_id: uuid.UUID, team_ids: list[uuid.UUID]) -> None:

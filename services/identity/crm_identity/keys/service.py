@@ -54,7 +54,10 @@ class KeyStore:
                         await session.execute(
                             select(SigningKey)
                             .where(
-                                or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > keep_after)
+                                or_(
+                                    SigningKey.retired_at.is_(None),
+                                    SigningKey.retired_at > keep_after,
+                                )
                             )
                             .order_by(SigningKey.created_at.desc())
                         )
@@ -76,7 +79,9 @@ class KeyStore:
         ).first()
         if existing is not None:
             return
-        await session.execute(pg_insert(SigningKey).values(**self._new_key_row()).on_conflict_do_nothing())
+        await session.execute(
+            pg_insert(SigningKey).values(**self._new_key_row()).on_conflict_do_nothing()
+        )
 
     def _new_key_row(self) -> dict[str, Any]:
         if self.settings.jwt_private_key is not None:
@@ -101,9 +106,13 @@ class KeyStore:
 
     async def rotate(self) -> str:
         async with self.db.platform_session() as session:
-            await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('crm_signing_keys'))"))
             await session.execute(
-                update(SigningKey).where(SigningKey.retired_at.is_(None)).values(retired_at=datetime.now(UTC))
+                text("SELECT pg_advisory_xact_lock(hashtext('crm_signing_keys'))")
+            )
+            await session.execute(
+                update(SigningKey)
+                .where(SigningKey.retired_at.is_(None))
+                .values(retired_at=datetime.now(UTC))
             )
             row = self._new_key_row()
             if self.settings.jwt_private_key is not None:
@@ -112,7 +121,11 @@ class KeyStore:
                 key = ECKey.generate_key("P-256", parameters={"kid": kid}, private=True)
                 public = key.as_dict(private=False)
                 public.update({"kid": kid, "use": "sig", "alg": "ES256"})
-                row = {"kid": kid, "private_jwk": json.dumps(key.as_dict(private=True)), "public_jwk": public}
+                row = {
+                    "kid": kid,
+                    "private_jwk": json.dumps(key.as_dict(private=True)),
+                    "public_jwk": public,
+                }
             await session.execute(pg_insert(SigningKey).values(**row))
         self._cache = None
         return str(row["kid"])

@@ -23,7 +23,9 @@ async def request_email(
 ) -> None:
     """Queue an email in the caller's transaction: it leaves only if the change commits."""
     await emit(
-        session, EMAIL_REQUESTED, tenant_id,
+        session,
+        EMAIL_REQUESTED,
+        tenant_id,
         {"to": to, "subject": subject, "body": body, "kind": kind, "message_id": str(uuid.uuid4())},
         actor=actor,
     )

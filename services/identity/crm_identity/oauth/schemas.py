@@ -9,10 +9,11 @@ from typing import Annotated
 import msgspec
 
 from crm_identity.api_keys.schemas import Scope
+from crm_lib.schema_types import ShortText
 
 
 class ClientCreate(msgspec.Struct, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: ShortText
     scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=50)]
 
 

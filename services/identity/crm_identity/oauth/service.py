@@ -30,14 +30,18 @@ from crm_identity.security import constant_time_equal, random_secret, sha256_hex
 from crm_lib.auth import Principal
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
+from crm_lib.telemetry import get_logger
 from crm_lib.tenancy import Database
+
+log = get_logger("crm.identity.oauth")
 
 CLOSED = frozenset({"deleting", "deleted", "pending_deletion"})
 
 
 def to_schema(row: OAuthClient) -> schemas.Client:
-    return schemas.Client(row.id, row.client_id, row.name, list(row.scopes), row.created_at,
-                          row.revoked_at)
+    return schemas.Client(
+        row.id, row.client_id, row.name, list(row.scopes), row.created_at, row.revoked_at
+    )
 
 
 class ClientAdmin:
@@ -52,26 +56,41 @@ class ClientAdmin:
         secret = random_secret(48)
         row = (
             await self.session.execute(
-                insert(OAuthClient).values(
-                    id=uuid.uuid4(), client_id=client_id, name=data.name.strip(),
-                    secret_hash=sha256_hex(secret), scopes=sorted(set(data.scopes)),
+                insert(OAuthClient)
+                .values(
+                    id=uuid.uuid4(),
+                    client_id=client_id,
+                    name=data.name.strip(),
+                    secret_hash=sha256_hex(secret),
+                    scopes=sorted(set(data.scopes)),
                     created_by=self.principal.user_id,
-                ).returning(OAuthClient)
+                )
+                .returning(OAuthClient)
             )
         ).scalar_one()
         await self.session.execute(
             insert(CredentialDirectory).values(
-                public_id=client_id, kind="oauth_client", tenant_id=self.principal.tenant_id,
+                public_id=client_id,
+                kind="oauth_client",
+                tenant_id=self.principal.tenant_id,
                 credential_id=row.id,
             )
         )
-        await emit(self.session, "identity.oauth_client.created", self.principal.tenant_id,
-                   {"client_id": client_id}, actor=self.principal.subject)
-        return schemas.ClientCreated(row.id, client_id, secret, row.name, list(row.scopes),
-                                     row.created_at)
+        await emit(
+            self.session,
+            "identity.oauth_client.created",
+            self.principal.tenant_id,
+            {"client_id": client_id},
+            actor=self.principal.subject,
+        )
+        return schemas.ClientCreated(
+            row.id, client_id, secret, row.name, list(row.scopes), row.created_at
+        )
 
     async def list(self) -> list[schemas.Client]:
-        rows = await self.session.execute(select(OAuthClient).order_by(OAuthClient.created_at.desc()))
+        rows = await self.session.execute(
+            select(OAuthClient).order_by(OAuthClient.created_at.desc())
+        )
         return [to_schema(r) for r in rows.scalars()]
 
     async def revoke(self, client_row_id: uuid.UUID) -> None:
@@ -80,11 +99,17 @@ class ClientAdmin:
             raise ProblemError(404, "No such OAuth client.")
         if row.revoked_at is None:
             await self.session.execute(
-                update(OAuthClient).where(OAuthClient.id == client_row_id)
+                update(OAuthClient)
+                .where(OAuthClient.id == client_row_id)
                 .values(revoked_at=datetime.now(UTC))
             )
-            await emit(self.session, "identity.oauth_client.revoked", self.principal.tenant_id,
-                       {"client_id": row.client_id}, actor=self.principal.subject)
+            await emit(
+                self.session,
+                "identity.oauth_client.revoked",
+                self.principal.tenant_id,
+                {"client_id": row.client_id},
+                actor=self.principal.subject,
+            )
 
 
 class _Client(ClientMixin):  # type: ignore[misc]
@@ -140,7 +165,8 @@ class _Request(OAuth2Request):  # type: ignore[misc]
     def __init__(self, headers: dict[str, str], form: dict[str, str]) -> None:
         # TLS ends at the ingress; authlib only looks at the scheme of this URI.
         super().__init__(
-            "POST", "https://crm/api/v1/oauth/token",
+            "POST",
+            "https://crm/api/v1/oauth/token",
             headers=_Headers({k.lower(): v for k, v in headers.items()}),
         )
         self._form = form
@@ -164,18 +190,33 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         self.register_grant(_ClientCredentials)
         self.register_token_generator("default", self._generate)
 
-    def _generate(self, *, grant_type: str, client: _Client, user: Any = None,
-                  scope: str | None = None, expires_in: int | None = None,
-                  include_refresh_token: bool = True) -> dict[str, Any]:
+    def _generate(
+        self,
+        *,
+        grant_type: str,
+        client: _Client,
+        user: Any = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
         assert self._tenant is not None
         # Never more than the client may have; no scope asked = everything it may have.
         scopes = client.get_allowed_scope(scope).split()
         token, ttl, _jti = self._keys.mint_now(
-            tenant_id=self._tenant.id, subject=f"client:{client.get_client_id()}", kind="client",
-            scopes=scopes, plan=self._tenant.plan, extra={"client_id": client.get_client_id()},
+            tenant_id=self._tenant.id,
+            subject=f"client:{client.get_client_id()}",
+            kind="client",
+            scopes=scopes,
+            plan=self._tenant.plan,
+            extra={"client_id": client.get_client_id()},
         )
-        return {"access_token": token, "token_type": "Bearer", "expires_in": ttl,
-                "scope": " ".join(scopes)}
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": ttl,
+            "scope": " ".join(scopes),
+        }
 
     def query_client(self, client_id: str) -> _Client | None:
         if self._client is not None and self._client.get_client_id() == client_id:
@@ -245,11 +286,14 @@ async def introspect(verifier: Any, redis: Any, token: str) -> dict[str, Any]:
     try:
         if await redis.exists(revoked_key(principal.tenant_id, principal.token_id)):
             return {"active": False}
-    except Exception:  # Redis away: a short-lived token stays valid (documented)
-        pass
+    except Exception as exc:  # Redis away: a short-lived token stays valid (documented)
+        log.warning("introspect.redis_unavailable", error=repr(exc))
     answer: dict[str, Any] = {
-        "active": True, "sub": principal.subject, "tid": str(principal.tenant_id),
-        "token_type": "Bearer", "kind": principal.kind,
+        "active": True,
+        "sub": principal.subject,
+        "tid": str(principal.tenant_id),
+        "token_type": "Bearer",
+        "kind": principal.kind,
     }
     if principal.scopes is not None:
         answer["scope"] = " ".join(sorted(principal.scopes))

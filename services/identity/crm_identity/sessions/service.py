@@ -47,8 +47,13 @@ class LoginLimiter:
         self.item = RateLimitItemPerMinute(settings.login_per_ip_per_minute)
         url = settings.redis_url.replace("redis://", "async+redis://", 1)
         self.remote = FixedWindowRateLimiter(
-            RedisStorage(url, implementation="redispy", socket_timeout=0.3,
-                         socket_connect_timeout=0.3, key_prefix="crm:ip:login")
+            RedisStorage(
+                url,
+                implementation="redispy",
+                socket_timeout=0.3,
+                socket_connect_timeout=0.3,
+                key_prefix="crm:ip:login",
+            )
         )
         self.local = FixedWindowRateLimiter(MemoryStorage())
 
@@ -58,8 +63,12 @@ class LoginLimiter:
         except Exception:  # documented fail-open: Redis down must not stop logins
             allowed = await self.local.hit(self.item, ip)
         if not allowed:
-            raise ProblemError(429, "Too many login attempts from this address; slow down.",
-                               title="Too Many Requests", headers={"Retry-After": "60"})
+            raise ProblemError(
+                429,
+                "Too many login attempts from this address; slow down.",
+                title="Too Many Requests",
+                headers={"Retry-After": "60"},
+            )
 
 
 @dataclass
@@ -69,32 +78,46 @@ class _Outcome:
 
 
 class SessionService:
-    def __init__(self, db: Database, keys: KeyStore, settings: IdentitySettings,
-                 hashing: PasswordHashing, limiter: LoginLimiter) -> None:
+    def __init__(
+        self,
+        db: Database,
+        keys: KeyStore,
+        settings: IdentitySettings,
+        hashing: PasswordHashing,
+        limiter: LoginLimiter,
+    ) -> None:
         self.db = db
         self.keys = keys
         self.settings = settings
         self.hashing = hashing
         self.limiter = limiter
 
-    async def issue(self, session: AsyncSession, tenant: Tenant, user: User,
-                    family_id: uuid.UUID | None = None) -> schemas.TokenPair:
+    async def issue(
+        self, session: AsyncSession, tenant: Tenant, user: User, family_id: uuid.UUID | None = None
+    ) -> schemas.TokenPair:
         """A new access token and refresh token (in ``family_id`` or a new family)."""
         refresh = new_tenant_token(tenant.id)
         await session.execute(
             insert(RefreshToken).values(
-                id=uuid.uuid4(), user_id=user.id, family_id=family_id or uuid.uuid4(),
+                id=uuid.uuid4(),
+                user_id=user.id,
+                family_id=family_id or uuid.uuid4(),
                 token_hash=sha256_hex(refresh),
                 expires_at=datetime.now(UTC) + timedelta(days=self.settings.refresh_token_ttl_days),
             )
         )
         access, expires_in, _jti = await self.keys.mint(
-            tenant_id=tenant.id, subject=f"user:{user.id}", kind="user",
-            roles=list(user.roles), plan=tenant.plan,
+            tenant_id=tenant.id,
+            subject=f"user:{user.id}",
+            kind="user",
+            roles=list(user.roles),
+            plan=tenant.plan,
         )
         return schemas.TokenPair(access, "Bearer", expires_in, refresh, tenant.id, user.id)
 
-    async def _resolve_tenant(self, email: str, slug: str | None) -> tuple[Tenant, uuid.UUID] | None:
+    async def _resolve_tenant(
+        self, email: str, slug: str | None
+    ) -> tuple[Tenant, uuid.UUID] | None:
         async with self.db.platform_session() as session:
             stmt = (
                 select(Tenant, LoginDirectory.user_id)
@@ -106,7 +129,8 @@ class SessionService:
             rows = (await session.execute(stmt)).all()
         if len(rows) > 1:
             raise ProblemError(
-                400, "This email belongs to several tenants; say which one with `tenant`.",
+                400,
+                "This email belongs to several tenants; say which one with `tenant`.",
                 errors=[{"field": "tenant", "message": "required for this email"}],
             )
         return (rows[0][0], rows[0][1]) if rows else None
@@ -133,22 +157,27 @@ class SessionService:
             elif user.locked_until is not None and user.locked_until > now:
                 wait = int((user.locked_until - now).total_seconds()) + 1
                 outcome.error = ProblemError(
-                    403, f"Too many failed logins: the account is locked for {wait} more seconds.",
-                    title="Account locked", type_="https://errors.crm.example/account-locked",
+                    403,
+                    f"Too many failed logins: the account is locked for {wait} more seconds.",
+                    title="Account locked",
+                    type_="https://errors.crm.example/account-locked",
                     headers={"Retry-After": str(wait)},
                 )
             elif not await self.hashing.verify(user.password_hash, data.password):
                 failures = user.failed_logins + 1
                 values: dict[str, object] = {"failed_logins": failures}
                 if failures >= self.settings.login_max_failures:
-                    values = {"failed_logins": 0,
-                              "locked_until": now + timedelta(minutes=self.settings.lockout_minutes)}
+                    values = {
+                        "failed_logins": 0,
+                        "locked_until": now + timedelta(minutes=self.settings.lockout_minutes),
+                    }
                     log.warning("login.locked", tenant=str(tenant.id), user=str(user.id))
                 await session.execute(update(User).where(User.id == user.id).values(**values))
                 outcome.error = _unauthorized(INVALID_LOGIN)
             else:
                 await session.execute(
-                    update(User).where(User.id == user.id)
+                    update(User)
+                    .where(User.id == user.id)
                     .values(failed_logins=0, locked_until=None, last_login_at=func.now())
                 )
                 outcome.pair = await self.issue(session, tenant, user)
@@ -180,10 +209,14 @@ class SessionService:
             elif row.rotated_at is not None or row.revoked_at is not None:
                 await session.execute(
                     update(RefreshToken)
-                    .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+                    .where(
+                        RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None)
+                    )
                     .values(revoked_at=now)
                 )
-                log.warning("refresh.reuse_detected", tenant=str(tenant_id), family=str(row.family_id))
+                log.warning(
+                    "refresh.reuse_detected", tenant=str(tenant_id), family=str(row.family_id)
+                )
                 outcome.error = _unauthorized(
                     "This refresh token was already used; the session has been revoked."
                 )
@@ -212,9 +245,12 @@ class SessionService:
             )
             if not data.everywhere:
                 if data.refresh_token is None:
-                    raise ProblemError(422, "Give the refresh_token to end, or everywhere=true.",
-                                       title="Validation failed",
-                                       errors=[{"field": "refresh_token", "message": "required"}])
+                    raise ProblemError(
+                        422,
+                        "Give the refresh_token to end, or everywhere=true.",
+                        title="Validation failed",
+                        errors=[{"field": "refresh_token", "message": "required"}],
+                    )
                 family = (
                     await session.execute(
                         select(RefreshToken.family_id).where(

@@ -40,8 +40,13 @@ def slugify(name: str) -> str:
 
 
 class SignupService:
-    def __init__(self, db: Database, settings: IdentitySettings, hashing: PasswordHashing,
-                 sessions: SessionService) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: IdentitySettings,
+        hashing: PasswordHashing,
+        sessions: SessionService,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.hashing = hashing
@@ -50,8 +55,9 @@ class SignupService:
     def _validate(self, data: schemas.SignupRequest) -> tuple[str, str]:
         errors: list[dict[str, str]] = []
         email = normalize_email(data.email)
-        problems = password_problems(data.password, email=email,
-                                     min_length=self.settings.password_min_length)
+        problems = password_problems(
+            data.password, email=email, min_length=self.settings.password_min_length
+        )
         if problems:
             errors.append({"field": "password", "message": "; ".join(problems)})
         if data.plan not in PLANS:
@@ -61,8 +67,13 @@ class SignupService:
         if not data.admin_name.strip():
             errors.append({"field": "admin_name", "message": "must not be blank"})
         if errors:
-            raise ProblemError(422, "The sign-up data is not valid.", title="Validation failed",
-                               type_="https://errors.crm.example/validation", errors=errors)
+            raise ProblemError(
+                422,
+                "The sign-up data is not valid.",
+                title="Validation failed",
+                type_="https://errors.crm.example/validation",
+                errors=errors,
+            )
         return email, data.slug or slugify(data.company_name)
 
     async def _free_slug(self, session: object, base: str, explicit: bool) -> str:
@@ -71,8 +82,12 @@ class SignupService:
         if base not in taken and base not in RESERVED_SLUGS:
             return base
         if explicit:
-            raise ProblemError(409, f"The company slug '{base}' is taken.", title="Conflict",
-                               type_="https://errors.crm.example/slug-taken")
+            raise ProblemError(
+                409,
+                f"The company slug '{base}' is taken.",
+                title="Conflict",
+                type_="https://errors.crm.example/slug-taken",
+            )
         for n in range(2, 1000):
             candidate = f"{base[:58]}-{n}"
             if candidate not in taken:
@@ -87,25 +102,39 @@ class SignupService:
         try:
             async with self.db.platform_session() as session:
                 exists = (
-                    await session.execute(select(LoginDirectory.email).where(LoginDirectory.email == email))
+                    await session.execute(
+                        select(LoginDirectory.email).where(LoginDirectory.email == email)
+                    )
                 ).first()
                 if exists is not None:
-                    raise ProblemError(409, "An account with this email already exists; log in instead.",
-                                       title="Conflict", type_="https://errors.crm.example/email-taken")
+                    raise ProblemError(
+                        409,
+                        "An account with this email already exists; log in instead.",
+                        title="Conflict",
+                        type_="https://errors.crm.example/email-taken",
+                    )
                 slug = await self._free_slug(session, base_slug, data.slug is not None)
                 tenants = TenantService(session, self.settings.provisioning_services)
                 tenant = await tenants.create(
                     TenantCreate(name=data.company_name.strip(), slug=slug, plan=plan.id),
-                    actor="signup", tenant_id=tenant_id, seats=plan.default_seats,
+                    actor="signup",
+                    tenant_id=tenant_id,
+                    seats=plan.default_seats,
                 )
                 conn = await bind_tenant(await session.connection(), tenant_id)
                 await provision_schema(conn, tenant_id, SCHEMA)
                 user = (
                     await conn.execute(
-                        insert(User).values(
-                            id=user_id, email=email, full_name=data.admin_name.strip(),
-                            password_hash=password_hash, roles=["owner"], status="active",
-                        ).returning(User)
+                        insert(User)
+                        .values(
+                            id=user_id,
+                            email=email,
+                            full_name=data.admin_name.strip(),
+                            password_hash=password_hash,
+                            roles=["owner"],
+                            status="active",
+                        )
+                        .returning(User)
                     )
                 ).one()
                 await session.execute(
@@ -115,21 +144,30 @@ class SignupService:
                 # identity's own consumers accept this tenant's events immediately.
                 await session.execute(
                     insert(TenantRegistryRow).values(
-                        tenant_id=tenant_id, slug=slug, status="active",
+                        tenant_id=tenant_id,
+                        slug=slug,
+                        status="active",
                         schema_name=tenant_schema(tenant_id),
                         schema_version=SCHEMA.tenant_track.head,
                     )
                 )
                 user_row = User(**user._mapping)
                 tokens = await self.sessions.issue(session, tenant, user_row)
-                await emit(session, "identity.user.created", tenant_id,
-                           {"user_id": str(user_id), "roles": ["owner"], "source": "signup"},
-                           actor="signup")
+                await emit(
+                    session,
+                    "identity.user.created",
+                    tenant_id,
+                    {"user_id": str(user_id), "roles": ["owner"], "source": "signup"},
+                    actor="signup",
+                )
                 tenant_view = await tenants.get(tenant_id)
         except IntegrityError as exc:  # a concurrent sign-up won the same slug or email
-            raise ProblemError(409, "That company slug or email was just taken; try again.",
-                               title="Conflict") from exc
+            raise ProblemError(
+                409, "That company slug or email was just taken; try again.", title="Conflict"
+            ) from exc
         return schemas.SignupResponse(
-            tenant=tenant_view, user=user_schema(user_row), tokens=tokens,
+            tenant=tenant_view,
+            user=user_schema(user_row),
+            tokens=tokens,
             status_url="/api/v1/tenant",
         )

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import msgspec
 
-TeamName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+from crm_lib.schema_types import ShortText
+
+TeamName = ShortText
 
 
 class TeamCreate(msgspec.Struct, forbid_unknown_fields=True):

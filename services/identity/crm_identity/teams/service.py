@@ -29,13 +29,15 @@ class TeamService:
         members = list(
             (
                 await self.session.execute(
-                    select(TeamMember.user_id).where(TeamMember.team_id == team.id)
+                    select(TeamMember.user_id)
+                    .where(TeamMember.team_id == team.id)
                     .order_by(TeamMember.user_id)
                 )
             ).scalars()
         )
-        return schemas.Team(team.id, team.name, members, team.created_at, team.updated_at,
-                            team.version)
+        return schemas.Team(
+            team.id, team.name, members, team.created_at, team.updated_at, team.version
+        )
 
     async def _get(self, team_id: uuid.UUID) -> Team:
         team = await self.session.get(Team, team_id)
@@ -53,10 +55,16 @@ class TeamService:
     async def _check_users(self, user_ids: list[uuid.UUID]) -> None:
         if not user_ids:
             return
-        found = set((await self.session.execute(select(User.id).where(User.id.in_(user_ids)))).scalars())
+        found = set(
+            (await self.session.execute(select(User.id).where(User.id.in_(user_ids)))).scalars()
+        )
         if missing := [str(u) for u in user_ids if u not in found]:
-            raise ProblemError(422, "Unknown user(s).", title="Validation failed",
-                               errors=[{"field": "member_ids", "message": ", ".join(missing)}])
+            raise ProblemError(
+                422,
+                "Unknown user(s).",
+                title="Validation failed",
+                errors=[{"field": "member_ids", "message": ", ".join(missing)}],
+            )
 
     async def create(self, data: schemas.TeamCreate) -> schemas.Team:
         self._require_manager()
@@ -71,9 +79,13 @@ class TeamService:
         ).scalar_one()
         for user_id in members:
             await self.session.execute(insert(TeamMember).values(team_id=team.id, user_id=user_id))
-        await emit(self.session, "identity.team.created", self.principal.tenant_id,
-                   {"team_id": str(team.id), "name": name,
-                    "member_ids": [str(m) for m in members]}, actor=self.principal.subject)
+        await emit(
+            self.session,
+            "identity.team.created",
+            self.principal.tenant_id,
+            {"team_id": str(team.id), "name": name, "member_ids": [str(m) for m in members]},
+            actor=self.principal.subject,
+        )
         return await self._view(team)
 
     async def list(self) -> list[schemas.Team]:
@@ -83,8 +95,9 @@ class TeamService:
     async def get(self, team_id: uuid.UUID) -> schemas.Team:
         return await self._view(await self._get(team_id))
 
-    async def rename(self, team_id: uuid.UUID, data: schemas.TeamUpdate,
-                     if_match: int | None) -> schemas.Team:
+    async def rename(
+        self, team_id: uuid.UUID, data: schemas.TeamUpdate, if_match: int | None
+    ) -> schemas.Team:
         self._require_manager()
         team = await self._get(team_id)
         if if_match is not None and if_match != team.version:
@@ -92,7 +105,8 @@ class TeamService:
         await self._name_free(data.name.strip(), exclude=team_id)
         team = (
             await self.session.execute(
-                update(Team).where(Team.id == team_id)
+                update(Team)
+                .where(Team.id == team_id)
                 .values(name=data.name.strip(), version=Team.version + 1, updated_at=func.now())
                 .returning(Team)
             )
@@ -103,8 +117,13 @@ class TeamService:
         self._require_manager()
         await self._get(team_id)
         await self.session.execute(delete(Team).where(Team.id == team_id))
-        await emit(self.session, "identity.team.deleted", self.principal.tenant_id,
-                   {"team_id": str(team_id)}, actor=self.principal.subject)
+        await emit(
+            self.session,
+            "identity.team.deleted",
+            self.principal.tenant_id,
+            {"team_id": str(team_id)},
+            actor=self.principal.subject,
+        )
 
     async def add_member(self, team_id: uuid.UUID, user_id: uuid.UUID) -> schemas.Team:
         self._require_manager()
@@ -113,8 +132,13 @@ class TeamService:
         await self.session.execute(
             pg_insert(TeamMember).values(team_id=team_id, user_id=user_id).on_conflict_do_nothing()
         )
-        await emit(self.session, "identity.team.member_added", self.principal.tenant_id,
-                   {"team_id": str(team_id), "user_id": str(user_id)}, actor=self.principal.subject)
+        await emit(
+            self.session,
+            "identity.team.member_added",
+            self.principal.tenant_id,
+            {"team_id": str(team_id), "user_id": str(user_id)},
+            actor=self.principal.subject,
+        )
         return await self._view(team)
 
     async def remove_member(self, team_id: uuid.UUID, user_id: uuid.UUID) -> schemas.Team:
@@ -123,6 +147,11 @@ class TeamService:
         await self.session.execute(
             delete(TeamMember).where(TeamMember.team_id == team_id, TeamMember.user_id == user_id)
         )
-        await emit(self.session, "identity.team.member_removed", self.principal.tenant_id,
-                   {"team_id": str(team_id), "user_id": str(user_id)}, actor=self.principal.subject)
+        await emit(
+            self.session,
+            "identity.team.member_removed",
+            self.principal.tenant_id,
+            {"team_id": str(team_id), "user_id": str(user_id)},
+            actor=self.principal.subject,
+        )
         return await self._view(team)

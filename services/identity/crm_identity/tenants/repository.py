@@ -23,7 +23,11 @@ class TenantRepository:
             await self.session.execute(
                 pg_insert(Tenant)
                 .values(
-                    id=tenant_id, slug=slug, name=name, plan=plan, seats=seats,
+                    id=tenant_id,
+                    slug=slug,
+                    name=name,
+                    plan=plan,
+                    seats=seats,
                     status="provisioning",
                 )
                 .on_conflict_do_nothing(index_elements=["slug"])

@@ -8,10 +8,12 @@ from typing import Annotated
 
 import msgspec
 
+from crm_lib.schema_types import ShortText
+
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 
 Slug = Annotated[str, msgspec.Meta(pattern=SLUG_PATTERN, min_length=2, max_length=63)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = ShortText
 Plan = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 
 

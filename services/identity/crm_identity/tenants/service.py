@@ -75,7 +75,10 @@ class TenantService:
                 errors=[{"field": "slug", "message": "reserved"}],
             )
         tenant = await self.repo.insert(
-            tenant_id or uuid.uuid4(), data.slug, data.name.strip(), data.plan,
+            tenant_id or uuid.uuid4(),
+            data.slug,
+            data.name.strip(),
+            data.plan,
             seats if seats is not None else get_plan(data.plan).default_seats,
         )
         if tenant is None:

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,12 +29,15 @@ class UserRepository:
         ).scalar_one_or_none()
 
     async def page(
-        self, limit: int, after: tuple[str, uuid.UUID] | None, status: str | None,
+        self,
+        limit: int,
+        after: tuple[str, uuid.UUID] | None,
+        status: str | None,
         role: str | None,
     ) -> list[User]:
         stmt = select(User).order_by(User.email, User.id).limit(limit)
         if after is not None:
-            stmt = stmt.where((User.email, User.id) > after)  # type: ignore[operator]
+            stmt = stmt.where(tuple_(User.email, User.id) > tuple_(*after))
         if status is not None:
             stmt = stmt.where(User.status == status)
         if role is not None:
@@ -53,7 +56,9 @@ class UserRepository:
         return found
 
     async def insert(self, **values: Any) -> User:
-        return (await self.session.execute(insert(User).values(**values).returning(User))).scalar_one()
+        return (
+            await self.session.execute(insert(User).values(**values).returning(User))
+        ).scalar_one()
 
     async def update(self, user_id: uuid.UUID, **values: Any) -> User:
         return (
@@ -88,7 +93,9 @@ class UserRepository:
 
     async def seat_limit(self, tenant_id: uuid.UUID) -> int:
         return int(
-            (await self.session.execute(select(Tenant.seats).where(Tenant.id == tenant_id))).scalar_one()
+            (
+                await self.session.execute(select(Tenant.seats).where(Tenant.id == tenant_id))
+            ).scalar_one()
         )
 
     async def seats_used(self) -> tuple[int, int]:

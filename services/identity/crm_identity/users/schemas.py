@@ -8,7 +8,9 @@ from typing import Annotated
 
 import msgspec
 
-FullName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+from crm_lib.schema_types import ShortText
+
+FullName = ShortText
 RoleList = Annotated[list[str], msgspec.Meta(min_length=1, max_length=7)]
 
 

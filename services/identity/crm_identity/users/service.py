@@ -85,8 +85,9 @@ class UserService:
         teams = await self.repo.team_ids([r.id for r in rows])
         return [to_schema(r, teams[r.id]) for r in rows], (rows[-1] if more else None)
 
-    async def _ensure_owner_remains(self, user: UserRow, new_roles: list[str] | None,
-                                    new_status: str | None) -> None:
+    async def _ensure_owner_remains(
+        self, user: UserRow, new_roles: list[str] | None, new_status: str | None
+    ) -> None:
         if "owner" not in user.roles or user.status != "active":
             return
         loses_owner = (new_roles is not None and "owner" not in new_roles) or (
@@ -97,11 +98,13 @@ class UserService:
                 self.principal.tenant_id
             )  # serialise owner changes on the tenant row
             if await self.repo.count_active_owners() <= 1:
-                raise ProblemError(409, "The last owner cannot be removed or demoted.",
-                                   title="Last owner")
+                raise ProblemError(
+                    409, "The last owner cannot be removed or demoted.", title="Last owner"
+                )
 
-    async def update(self, user_id: uuid.UUID, data: schemas.UserUpdate,
-                     if_match: int | None) -> schemas.User:
+    async def update(
+        self, user_id: uuid.UUID, data: schemas.UserUpdate, if_match: int | None
+    ) -> schemas.User:
         user = await self.repo.get(user_id, lock=True)
         if user is None:
             raise ProblemError(404, "No such user.")
@@ -109,8 +112,11 @@ class UserService:
         if not is_self or data.roles is not msgspec.UNSET:
             self._require_manager()
         if if_match is not None and if_match != user.version:
-            raise ProblemError(412, f"Version {if_match} does not match current {user.version}.",
-                               title="Precondition Failed")
+            raise ProblemError(
+                412,
+                f"Version {if_match} does not match current {user.version}.",
+                title="Precondition Failed",
+            )
         values: dict[str, object] = {}
         if data.full_name is not msgspec.UNSET:
             values["full_name"] = data.full_name.strip()
@@ -124,9 +130,17 @@ class UserService:
             return await self.get(user_id)
         updated = await self.repo.update(user_id, **values)
         if "roles" in values and list(values["roles"]) != list(user.roles):  # type: ignore[call-overload]
-            await emit(self.session, "identity.user.roles_changed", self.principal.tenant_id,
-                       {"user_id": str(user_id), "roles": list(updated.roles),
-                        "previous": list(user.roles)}, actor=self.principal.subject)
+            await emit(
+                self.session,
+                "identity.user.roles_changed",
+                self.principal.tenant_id,
+                {
+                    "user_id": str(user_id),
+                    "roles": list(updated.roles),
+                    "previous": list(user.roles),
+                },
+                actor=self.principal.subject,
+            )
         return to_schema(updated, (await self.repo.team_ids([user_id]))[user_id])
 
     async def set_status(self, user_id: uuid.UUID, status: str) -> schemas.User:
@@ -151,6 +165,11 @@ class UserService:
                 .values(revoked_at=func.now())
             )
         updated = await self.repo.update(user_id, status=status)
-        await emit(self.session, f"identity.user.{'reactivated' if status == 'active' else 'deactivated'}",
-                   self.principal.tenant_id, {"user_id": str(user_id)}, actor=self.principal.subject)
+        await emit(
+            self.session,
+            f"identity.user.{'reactivated' if status == 'active' else 'deactivated'}",
+            self.principal.tenant_id,
+            {"user_id": str(user_id)},
+            actor=self.principal.subject,
+        )
         return to_schema(updated, (await self.repo.team_ids([user_id]))[user_id])

@@ -49,7 +49,12 @@ def upgrade() -> None:
         sa.Column("id", sa.UUID(), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
         sa.Column("roles", postgresql.ARRAY(sa.String(length=40)), nullable=False),
-        sa.Column("team_ids", postgresql.ARRAY(sa.UUID()), server_default=sa.text("'{}'::uuid[]"), nullable=False),
+        sa.Column(
+            "team_ids",
+            postgresql.ARRAY(sa.UUID()),
+            server_default=sa.text("'{}'::uuid[]"),
+            nullable=False,
+        ),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("invited_by", sa.UUID(), nullable=True),
