@@ -84,25 +84,63 @@ def _start_servers(data: Path) -> tuple[dict[str, str], list[Any]]:
     return env, started
 
 
-def _operator_token(data: Path) -> str:
-    if token := os.environ.get("CRM_OPERATOR_TOKEN"):
+def _secret(data: Path, env_var: str, filename: str) -> str:
+    """A secret from the environment, or one generated once and kept in the data folder."""
+    if token := os.environ.get(env_var):
         return token
-    path = data / "operator_token"
+    path = data / filename
     if not path.exists():
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)
     return path.read_text().strip()
 
 
+def _start_mail_sink(data: Path) -> tuple[dict[str, str], Any]:
+    """Unless CRM_SMTP_HOST is set, catch outgoing mail into .devstack/mail/*.eml."""
+    if os.environ.get("CRM_SMTP_HOST"):
+        return {}, None
+    try:
+        from aiosmtpd.controller import Controller
+    except ImportError:  # dev dependency missing: identity logs emails instead
+        return {}, None
+    from crm_lib.devstack import free_port
+
+    outbox = data / "mail"
+    outbox.mkdir(parents=True, exist_ok=True)
+
+    class Handler:
+        async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+            name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}.eml"
+            (outbox / name).write_bytes(envelope.content)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    _say(f"Mail:       caught into {outbox}")
+    return {"CRM_SMTP_HOST": "127.0.0.1", "CRM_SMTP_PORT": str(port)}, controller
+
+
 async def _prepare() -> None:
     from crm_lib.events import connect_nats, ensure_streams
+    from crm_lib.migrations import migrate_tenants
     from crm_lib.registry import load_service
     from crm_lib.service import prepare_database
     from crm_lib.settings import settings_for
 
     for name in SERVICE_NAMES:
         definition = load_service(name)
-        await prepare_database(definition, definition.settings())
+        settings = definition.settings()
+        await prepare_database(definition, settings)
+        # Bring existing tenants' schemas to head (a no-op query when nothing lags).
+        report = await migrate_tenants(settings, definition.schema.tenant_track, concurrency=1)
+        if report.results:
+            _say(
+                f"{name}: upgraded {len(report.succeeded)} tenant schema(s), "
+                f"{len(report.failed)} failed"
+            )
+        for failed in report.failed:
+            _say(f"!! {name}: tenant {failed.tenant_id} failed to migrate: {failed.error}")
     nc = await connect_nats(settings_for("platform"), wait=False)
     try:
         await ensure_streams(nc.jetstream())
@@ -176,9 +214,17 @@ def run_devstack(data_dir: str, ready_timeout: float) -> int:
 
     server_env, servers = _start_servers(data)
     children: list[Child] = []
+    mail_sink: Any = None
     code = 0
     try:
-        env = {**os.environ, **server_env, "CRM_OPERATOR_TOKEN": _operator_token(data)}
+        mail_env, mail_sink = _start_mail_sink(data)
+        env = {
+            **os.environ,
+            **server_env,
+            **mail_env,
+            "CRM_OPERATOR_TOKEN": _secret(data, "CRM_OPERATOR_TOKEN", "operator_token"),
+            "CRM_INTERNAL_TOKEN": _secret(data, "CRM_INTERNAL_TOKEN", "internal_token"),
+        }
         os.environ.update(server_env)
         asyncio.run(_prepare())
         _say("Databases, platform migrations and streams ready.")
@@ -204,7 +250,15 @@ def run_devstack(data_dir: str, ready_timeout: float) -> int:
             f"  operator     token in {data / 'operator_token'} "
             "(Authorization: Bearer <token> on identity /internal/v1/tenants)"
         )
-        _say("  try          uv run crm tenant create 'Acme Inc' acme")
+        signup_body = (
+            '{"company_name":"Acme","admin_name":"Ada",'
+            '"email":"ada@acme-example.com","password":"Correct-Horse-42"}'
+        )
+        _say(
+            "  sign up      curl -s localhost:8000/api/v1/signup "
+            f"-H 'content-type: application/json' -d '{signup_body}'"
+        )
+        _say("  or           uv run crm tenant create 'Acme Inc' acme")
         _say("Press Ctrl-C to stop.")
         while not stop_requested:
             for child in children:
@@ -220,6 +274,8 @@ def run_devstack(data_dir: str, ready_timeout: float) -> int:
     finally:
         _say("Stopping...")
         _stop_children(children)
+        if mail_sink is not None:
+            mail_sink.stop()
         for server in reversed(servers):
             server.stop()
         _say("Stopped. Data kept in " + str(data))

@@ -403,6 +403,10 @@ def test_gateway_env_has_upstream_urls(default_docs) -> None:
         assert env[f"CRM_{svc.upper()}_URL"] == f"http://{RELEASE}-{svc}:80"
         assert services[name(svc)]["spec"]["ports"][0]["port"] == 80
     assert "CRM_DATABASE_URL" not in env_of(gateway)
+    for svc in SERVICES:  # services verify tokens against identity's JWKS
+        assert env_values(one(default_docs, "Deployment", name(svc)))["CRM_IDENTITY_URL"] == (
+            f"http://{RELEASE}-identity:80"
+        )
 
 
 def test_configmap_and_secret_env(default_docs, full_docs) -> None:
@@ -413,6 +417,9 @@ def test_configmap_and_secret_env(default_docs, full_docs) -> None:
         "CRM_BILLING_MODE": "local",
         "CRM_NATS_URL": "nats://nats:4222",
         "CRM_REDIS_URL": "redis://redis:6379/0",
+        "CRM_SMTP_PORT": "587",
+        "CRM_SMTP_STARTTLS": "true",
+        "CRM_SMTP_FROM": "CRM <no-reply@crm.example>",
     }
     for _, pod in pod_specs(default_docs):
         if pod["containers"][0]["name"] == "migrate":
@@ -428,6 +435,7 @@ def test_configmap_and_secret_env(default_docs, full_docs) -> None:
     assert cm["CRM_MIGRATE_CONCURRENCY"] == "4"
     assert "CRM_REDIS_URL" not in cm  # moved to the Secret because secrets.redisUrl is set
     secret = secret_strings(one(full_docs, "Secret", name("secrets")))
+    assert len(secret.pop("CRM_INTERNAL_TOKEN")) >= 32  # generated: never predictable
     assert secret == {
         "CRM_JWT_PRIVATE_KEY": FULL_VALUES["secrets"]["jwtPrivateKey"],
         "CRM_STRIPE_SECRET_KEY": "sk_test_123",
@@ -486,14 +494,25 @@ def test_checksum_annotations_roll_pods_on_config_change(chart, default_docs) ->
         deploy = one(docs, "Deployment", name("identity"))
         return deploy["spec"]["template"]["metadata"]["annotations"]
 
-    base = checksums(default_docs)
-    changed_config = checksums(render(chart, {"config": {"logLevel": "DEBUG"}}))
+    # A fixed internal token: without a cluster to read the live Secret back from, a
+    # generated one differs per render (in a cluster `lookup` keeps it stable).
+    fixed = {"internalToken": "fixed-internal-token"}
+    base = checksums(render(chart, {"secrets": fixed}))
+    changed_config = checksums(render(chart, {"config": {"logLevel": "DEBUG"}, "secrets": fixed}))
     assert changed_config["checksum/config"] != base["checksum/config"]
     assert changed_config["checksum/secrets"] == base["checksum/secrets"]
-    changed_secret = checksums(render(chart, {"secrets": {"stripeSecretKey": "sk_live_x"}}))
+    changed_secret = checksums(
+        render(chart, {"secrets": {**fixed, "stripeSecretKey": "sk_live_x"}})
+    )
     assert changed_secret["checksum/secrets"] != base["checksum/secrets"]
     changed_db = checksums(
-        render(chart, {"components": {"identity": {"database": {"url": "postgresql://x/y"}}}})
+        render(
+            chart,
+            {
+                "components": {"identity": {"database": {"url": "postgresql://x/y"}}},
+                "secrets": fixed,
+            },
+        )
     )
     assert changed_db["checksum/secrets"] != base["checksum/secrets"]
 

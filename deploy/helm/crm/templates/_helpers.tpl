@@ -115,6 +115,22 @@ CRM_REDIS_URL: {{ .Values.config.redisUrl | quote }}
 {{- with .Values.config.otlpEndpoint }}
 CRM_OTLP_ENDPOINT: {{ . | quote }}
 {{- end }}
+{{- with .Values.config.appBaseUrl }}
+CRM_APP_BASE_URL: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.smtp }}
+{{- with .host }}
+CRM_SMTP_HOST: {{ . | quote }}
+{{- end }}
+CRM_SMTP_PORT: {{ .port | default 25 | toString | quote }}
+CRM_SMTP_STARTTLS: {{ .starttls | default false | toString | quote }}
+{{- with .username }}
+CRM_SMTP_USERNAME: {{ . | quote }}
+{{- end }}
+{{- with .from }}
+CRM_SMTP_FROM: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- range $k, $v := .Values.config.extra }}
 {{ $k }}: {{ $v | toString | quote }}
 {{- end }}
@@ -129,6 +145,20 @@ CRM_OTLP_ENDPOINT: {{ . | quote }}
 {{- with $s.stripeSecretKey }}{{ $_ := set $data "CRM_STRIPE_SECRET_KEY" . }}{{ end -}}
 {{- with $s.stripeWebhookSecret }}{{ $_ := set $data "CRM_STRIPE_WEBHOOK_SECRET" . }}{{ end -}}
 {{- with $s.redisUrl }}{{ $_ := set $data "CRM_REDIS_URL" . }}{{ end -}}
+{{- /* Platform-internal bearer token (gateway -> identity). When not given it is generated
+     once and kept across upgrades (read back from the live Secret). */ -}}
+{{- $internal := $s.internalToken -}}
+{{- if not $internal -}}
+{{- $live := lookup "v1" "Secret" .Release.Namespace (include "crm.chartSecretName" .) -}}
+{{- if and $live $live.data (hasKey $live.data "CRM_INTERNAL_TOKEN") -}}
+{{- $internal = index $live.data "CRM_INTERNAL_TOKEN" | b64dec -}}
+{{- else -}}
+{{- $internal = randAlphaNum 48 -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $data "CRM_INTERNAL_TOKEN" $internal -}}
+{{- with $s.operatorToken }}{{ $_ := set $data "CRM_OPERATOR_TOKEN" . }}{{ end -}}
+{{- with $s.smtpPassword }}{{ $_ := set $data "CRM_SMTP_PASSWORD" . }}{{ end -}}
 {{- range $k, $v := $s.extra }}{{ $_ := set $data $k ($v | toString) }}{{ end -}}
 {{- range $k, $v := $data }}
 {{ $k }}: {{ $v | quote }}
@@ -218,6 +248,8 @@ Input: (dict "root" $ "name" "<component>" "worker" bool).
 {{- end -}}
 {{- else -}}
 {{- $_ := set $plain "CRM_DATABASE_NAME" (include "crm.databaseName" (dict "root" $root "name" .name)) -}}
+{{- /* Services verify access tokens against identity's JWKS. */ -}}
+{{- $_ := set $plain "CRM_IDENTITY_URL" (printf "http://%s:80" (include "crm.componentName" (dict "root" $root "component" "identity"))) -}}
 {{- end -}}
 {{- range $k, $v := $c.env }}{{ $_ := set $plain $k ($v | toString) }}{{ end -}}
 {{- if .worker -}}
