@@ -379,6 +379,7 @@ class EventContext:
     db: Database
     consumer: str
     subject: str
+    js: JetStreamContext | None = None
 
     async def emit(
         self,
@@ -600,7 +601,7 @@ class EventWorker:
             )
             if claimed.first() is None:
                 return  # already applied: a redelivery or a duplicate publish
-            await sub.handler(EventContext(event, session, self.db, consumer, subject))
+            await sub.handler(EventContext(event, session, self.db, consumer, subject, self.js))
 
     async def _dead_letter(self, consumer: str, msg: Msg, exc: Exception, delivered: int) -> None:
         headers = {k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-")}

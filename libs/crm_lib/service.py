@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from crm_lib.auth import JWKSVerifier, TokenVerifier, install_auth, principal_dependency
 from crm_lib.events import EventWorker, OutboxRelay, Subscription, connect_nats, ensure_streams
+from crm_lib.exports import export_subscription
 from crm_lib.http import create_app
 from crm_lib.migrations import ServiceSchema, upgrade_platform
 from crm_lib.provisioning import lifecycle_subscription
@@ -111,7 +112,11 @@ class ServiceDefinition:
         return settings_for(self.name, self.settings_class, **overrides)  # type: ignore[arg-type]
 
     def all_subscriptions(self, runtime: ServiceRuntime) -> list[Subscription]:
-        return [lifecycle_subscription(self.name, self.schema), *self.subscriptions(runtime)]
+        return [
+            lifecycle_subscription(self.name, self.schema),
+            export_subscription(self.name, self.schema.tenant_metadata, self.schema.export_exclude),
+            *self.subscriptions(runtime),
+        ]
 
 
 async def prepare_database(definition: ServiceDefinition, settings: PlatformSettings) -> None:

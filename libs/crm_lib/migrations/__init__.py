@@ -84,6 +84,8 @@ class ServiceSchema:
     tenant_metadata: MetaData
     tenant_track: Track
     platform_track: Track | None = None
+    # Left out of tenant data exports: secrets and credentials ("table" or "table.column").
+    export_exclude: frozenset[str] = frozenset()
 
     @property
     def platform_tracks(self) -> list[Track]:

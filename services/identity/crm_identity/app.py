@@ -6,6 +6,7 @@ from litestar import Litestar
 
 from crm_identity.app_schema import SCHEMA
 from crm_identity.components import identity_of
+from crm_identity.exports.service import export_ready_subscription
 from crm_identity.internal_controllers import InternalController, KeyRotationController
 from crm_identity.mail.handlers import mail_subscription
 from crm_identity.public_controllers import PUBLIC_CONTROLLERS
@@ -26,6 +27,7 @@ SERVICE = ServiceDefinition(
     subscriptions=lambda runtime: [
         saga_subscription(runtime.settings),  # type: ignore[arg-type]
         mail_subscription(runtime.settings),  # type: ignore[arg-type]
+        export_ready_subscription(runtime.settings.provisioning_services),  # type: ignore[attr-defined]
     ],
     verifier_factory=lambda runtime: identity_of(runtime).verifier,
     settings_class=IdentitySettings,

@@ -14,4 +14,16 @@ SCHEMA = ServiceSchema(
     tenant_metadata=TenantBase.metadata,
     tenant_track=Track("identity-tenant", MIGRATIONS / "tenant", per_tenant=True),
     platform_track=Track("identity-platform", MIGRATIONS / "platform"),
+    # Credentials never leave identity, not even as hashes.
+    export_exclude=frozenset(
+        {
+            "refresh_tokens",
+            "users.password_hash",
+            "users.failed_logins",
+            "users.locked_until",
+            "api_keys.key_hash",
+            "oauth_clients.secret_hash",
+            "invitations.token_hash",
+        }
+    ),
 )

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from crm_identity.api_keys import schemas as key_schemas
 from crm_identity.api_keys.service import ApiKeyService, cache_key
 from crm_identity.components import identity_of
+from crm_identity.exports import service as exports
 from crm_identity.invitations import schemas as inv_schemas
 from crm_identity.invitations.service import InvitationService, join_teams
 from crm_identity.models import Invitation as InvitationRow
@@ -137,6 +138,47 @@ class TenantApiController(Controller):
                 )
             await svc.request_deletion(principal.tenant_id, actor=principal.subject)
             return await svc.get(principal.tenant_id)
+
+
+class ExportController(Controller):
+    path = f"{API}/tenant/exports"
+    tags = ["tenant"]
+
+    @post("/", status_code=202, summary="Export all of the tenant's data (owner/admin)")
+    async def request_export(
+        self, principal: Principal, runtime: ServiceRuntime
+    ) -> Response[exports.ExportView]:
+        _user_only(principal)
+        async with runtime.db.tenant_session(principal.tenant_id) as session:
+            job = await exports.request_export(session, principal)
+        return Response(
+            job, status_code=202, headers={"Location": f"{API}/tenant/exports/{job.id}"}
+        )
+
+    @get("/{job_id:uuid}", summary="Progress of an export")
+    async def get_export(
+        self, job_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
+    ) -> exports.ExportView:
+        async with runtime.db.tenant_session(principal.tenant_id) as session:
+            return exports.view(await exports.get_export(session, principal, job_id))
+
+    @get(
+        "/{job_id:uuid}/download",
+        summary="Download a finished export (zip)",
+        media_type="application/zip",
+    )
+    async def download_export(
+        self, job_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
+    ) -> Response[bytes]:
+        async with runtime.db.tenant_session(principal.tenant_id) as session:
+            job = await exports.get_export(session, principal, job_id)
+        nc = await runtime.nats()
+        body = await exports.download(nc.jetstream(), job)
+        return Response(
+            body,
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="crm-export-{job_id}.zip"'},
+        )
 
 
 class UserController(Controller):
@@ -549,6 +591,7 @@ PUBLIC_CONTROLLERS = [
     SignupController,
     AuthController,
     TenantApiController,
+    ExportController,
     UserController,
     SeatController,
     InvitationController,

@@ -152,3 +152,57 @@ async def test_jwks_and_plans_are_public(identity_api: httpx.AsyncClient) -> Non
     assert all(k["kty"] == "EC" and "d" not in k for k in jwks.json()["keys"])
     plans = await identity_api.get("/api/v1/plans")
     assert {p["id"] for p in plans.json()["data"]} == {"free", "pro", "enterprise"}
+
+
+async def test_tenant_export_gathers_every_service(identity_api: httpx.AsyncClient) -> None:
+    import gzip
+    import io
+    import json
+    import zipfile
+
+    from crm_lib.testing import eventually
+
+    owner = await signup(identity_api)
+    other = await signup(identity_api)
+
+    async def active() -> bool:
+        r = await identity_api.get("/api/v1/tenant", headers=owner.auth)
+        return r.json()["tenant"]["status"] == "active"
+
+    await eventually(active)
+    await identity_api.post("/api/v1/teams", json={"name": "Exported team"}, headers=owner.auth)
+    started = await identity_api.post("/api/v1/tenant/exports", headers=owner.auth)
+    assert started.status_code == 202, started.text
+    job = started.json()["id"]
+
+    async def ready() -> dict | None:
+        r = await identity_api.get(f"/api/v1/tenant/exports/{job}", headers=owner.auth)
+        return r.json() if r.json()["status"] == "ready" else None
+
+    done = await eventually(ready, timeout=60)
+    assert set(done["services"]) == {"identity", "contacts", "sales", "marketing", "support"}
+    # Another tenant cannot see or download it.
+    assert (
+        await identity_api.get(f"/api/v1/tenant/exports/{job}", headers=other.auth)
+    ).status_code == 404
+    r = await identity_api.get(done["download_url"], headers=owner.auth)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/zip")
+    archive = zipfile.ZipFile(io.BytesIO(r.content))
+    assert set(archive.namelist()) == {
+        "manifest.json",
+        "identity.jsonl.gz",
+        "contacts.jsonl.gz",
+        "sales.jsonl.gz",
+        "marketing.jsonl.gz",
+        "support.jsonl.gz",
+    }
+    lines = [
+        json.loads(line) for line in gzip.decompress(archive.read("identity.jsonl.gz")).splitlines()
+    ]
+    users = [x["row"] for x in lines if x["table"] == "users"]
+    assert [u["email"] for u in users] == [owner.email]
+    assert "password_hash" not in users[0]  # credentials never leave identity
+    assert not [x for x in lines if x["table"] == "refresh_tokens"]
+    assert [x["row"]["name"] for x in lines if x["table"] == "teams"] == ["Exported team"]
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["tenant_id"] == owner.tenant_id
