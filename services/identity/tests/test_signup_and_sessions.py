@@ -129,3 +129,51 @@ async def test_lockout_after_repeated_failures(identity_api: httpx.AsyncClient) 
         "/api/v1/auth/login", json={"email": "nobody@example.com", "password": "x" * 12}
     )
     assert unknown.status_code == 401
+
+
+async def test_key_rotation_keeps_old_tokens_valid(
+    identity_api: httpx.AsyncClient, platform: RunningPlatform
+) -> None:
+    account = await signup(identity_api)
+    before = (await identity_api.get("/.well-known/jwks.json")).json()["keys"]
+    rotated = await identity_api.post(
+        "/internal/v1/keys/rotate", headers={"Authorization": "Bearer test-operator-token"}
+    )
+    assert rotated.status_code == 200
+    new_kid = rotated.json()["kid"]
+    from crm_identity.components import identity_of
+
+    identity_of(
+        platform.runtime("identity")
+    ).keys._cache = None  # other replicas refresh within seconds
+    after = (await identity_api.get("/.well-known/jwks.json")).json()["keys"]
+    assert {k["kid"] for k in before} < {k["kid"] for k in after}
+    assert new_kid in {k["kid"] for k in after}
+    # A token signed by the retired key still works until it expires...
+    assert (await identity_api.get("/api/v1/users/me", headers=account.auth)).status_code == 200
+    # ...and new tokens carry the new key id.
+    login = await identity_api.post(
+        "/api/v1/auth/login", json={"email": account.email, "password": account.password}
+    )
+    import base64
+    import json
+
+    header = json.loads(base64.urlsafe_b64decode(login.json()["access_token"].split(".")[0] + "=="))
+    assert header["kid"] == new_kid and header["alg"] == "ES256" and header["typ"] == "at+jwt"
+    unauthorized = await identity_api.post("/internal/v1/keys/rotate")
+    assert unauthorized.status_code == 401
+
+
+async def test_login_is_rate_limited_per_address(identity_api: httpx.AsyncClient) -> None:
+    ip = {"X-Forwarded-For": f"192.0.2.{uuid.uuid4().int % 250}"}
+    statuses = []
+    for _ in range(32):
+        r = await identity_api.post(
+            "/api/v1/auth/login",
+            json={"email": f"x-{uuid.uuid4().hex[:6]}@example.com", "password": "Whatever-123"},
+            headers=ip,
+        )
+        statuses.append(r.status_code)
+    assert statuses[:30] == [401] * 30
+    assert statuses[30:] == [429, 429]
+    assert r.headers["retry-after"]
