@@ -44,43 +44,27 @@ def _say(message: str) -> None:
 
 
 def _start_servers(data: Path) -> tuple[dict[str, str], list[Any]]:
+    """Embedded servers for whatever no ``CRM_*_URL`` points at; their URLs as env."""
     from crm_lib.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis
 
+    kinds = [
+        ("PostgreSQL", "CRM_DATABASE_URL", EmbeddedPostgres, "postgres", "PG", DEFAULT_PG_PORT),
+        ("NATS", "CRM_NATS_URL", EmbeddedNats, "nats", "NATS", DEFAULT_NATS_PORT),
+        ("Redis", "CRM_REDIS_URL", EmbeddedRedis, "redis", "REDIS", DEFAULT_REDIS_PORT),
+    ]
     env: dict[str, str] = {}
     started: list[Any] = []
-    if os.environ.get("CRM_DATABASE_URL"):
-        env["CRM_DATABASE_URL"] = os.environ["CRM_DATABASE_URL"]
-        _say(f"PostgreSQL: external {env['CRM_DATABASE_URL']}")
-    else:
-        pg = EmbeddedPostgres(
-            data / "postgres", port=int(os.environ.get("CRM_DEVSTACK_PG_PORT", DEFAULT_PG_PORT))
-        )
-        pg.start()
-        started.append(pg)
-        env["CRM_DATABASE_URL"] = pg.url
-        _say(f"PostgreSQL: embedded {pg.url} (data in {pg.data_dir})")
-    if os.environ.get("CRM_NATS_URL"):
-        env["CRM_NATS_URL"] = os.environ["CRM_NATS_URL"]
-        _say(f"NATS:       external {env['CRM_NATS_URL']}")
-    else:
-        nats = EmbeddedNats(
-            data / "nats", port=int(os.environ.get("CRM_DEVSTACK_NATS_PORT", DEFAULT_NATS_PORT))
-        )
-        nats.start()
-        started.append(nats)
-        env["CRM_NATS_URL"] = nats.url
-        _say(f"NATS:       embedded {nats.url}")
-    if os.environ.get("CRM_REDIS_URL"):
-        env["CRM_REDIS_URL"] = os.environ["CRM_REDIS_URL"]
-        _say(f"Redis:      external {env['CRM_REDIS_URL']}")
-    else:
-        redis = EmbeddedRedis(
-            data / "redis", port=int(os.environ.get("CRM_DEVSTACK_REDIS_PORT", DEFAULT_REDIS_PORT))
-        )
-        redis.start()
-        started.append(redis)
-        env["CRM_REDIS_URL"] = redis.url
-        _say(f"Redis:      embedded {redis.url}")
+    for label, url_var, server_cls, folder, port_key, default_port in kinds:
+        if os.environ.get(url_var):
+            env[url_var] = os.environ[url_var]
+            _say(f"{label + ':':<11} external {env[url_var]}")
+            continue
+        port = int(os.environ.get(f"CRM_DEVSTACK_{port_key}_PORT", default_port))
+        server = server_cls(data / folder, port=port)
+        server.start()
+        started.append(server)
+        env[url_var] = server.url
+        _say(f"{label + ':':<11} embedded {server.url} (data in {data / folder})")
     return env, started
 
 
