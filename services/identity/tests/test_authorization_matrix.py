@@ -48,6 +48,15 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/api/v1/api-keys", lambda: {"name": "k", "scopes": ["contacts:read"]}, MANAGERS),
     ("GET", "/api/v1/oauth/clients", None, MANAGERS),
     ("POST", "/api/v1/oauth/clients", lambda: {"name": "c", "scopes": ["contacts:read"]}, MANAGERS),
+    ("POST", "/api/v1/tenant/exports", None, MANAGERS),
+    ("GET", f"/api/v1/tenant/exports/{uuid.uuid4()}", None, MANAGERS),
+    ("GET", "/api/v1/invitations?status=pending", None, MANAGERS),
+    ("POST", f"/api/v1/invitations/{uuid.uuid4()}/resend", None, MANAGERS),
+    ("DELETE", f"/api/v1/invitations/{uuid.uuid4()}", None, MANAGERS),
+    ("PATCH", f"/api/v1/teams/{uuid.uuid4()}", lambda: {"name": "x"}, MANAGERS),
+    ("DELETE", f"/api/v1/teams/{uuid.uuid4()}", None, MANAGERS),
+    ("DELETE", f"/api/v1/api-keys/{uuid.uuid4()}", None, MANAGERS),
+    ("DELETE", f"/api/v1/oauth/clients/{uuid.uuid4()}", None, MANAGERS),
     ("DELETE", "/api/v1/tenant", lambda: {"confirm_slug": "not-the-slug"}, {"owner"}),
 ]
 
