@@ -140,26 +140,78 @@ async def upgrade_platform(db: Database, service_schema: ServiceSchema) -> None:
             await conn.run_sync(_upgrade_sync, track, "heads", PLATFORM_SCHEMA)
 
 
+# A fixed, valid tenant schema name used only while rendering the provisioning script.
+_TEMPLATE_SCHEMA = tenant_schema(uuid.UUID(int=0))
+_script_cache: dict[int, list[str]] = {}
+
+
+def provisioning_script(service_schema: ServiceSchema) -> list[str]:
+    """The DDL that builds a tenant schema at head, rendered once per service.
+
+    Statements name the template schema; ``provision_schema`` swaps in the real
+    (validated) schema name and sends the whole script in one round trip. The
+    version table matches Alembic's own, so the chain continues from here.
+    """
+    key = id(service_schema)
+    if key not in _script_cache:
+        from sqlalchemy.dialects import postgresql
+        from sqlalchemy.schema import CreateIndex, CreateTable
+
+        dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+        template = MetaData(naming_convention=service_schema.tenant_metadata.naming_convention)
+        statements: list[str] = []
+        for table in service_schema.tenant_metadata.sorted_tables:
+            copy = table.to_metadata(template, schema=_TEMPLATE_SCHEMA)
+            statements.append(str(CreateTable(copy).compile(dialect=dialect)).strip())
+            statements.extend(
+                str(CreateIndex(index).compile(dialect=dialect)).strip()
+                for index in sorted(copy.indexes, key=lambda i: str(i.name))
+            )
+        statements.append(
+            f'CREATE TABLE "{_TEMPLATE_SCHEMA}".{service_schema.tenant_track.version_table} '
+            "(version_num VARCHAR(32) NOT NULL, "
+            f"CONSTRAINT {service_schema.tenant_track.version_table}_pkc PRIMARY KEY (version_num))"
+        )
+        statements.append(
+            f'INSERT INTO "{_TEMPLATE_SCHEMA}".{service_schema.tenant_track.version_table} '
+            f"(version_num) VALUES ('{service_schema.tenant_track.head}')"
+        )
+        _script_cache[key] = statements
+    return _script_cache[key]
+
+
 async def provision_schema(
     conn: AsyncConnection, tenant_id: uuid.UUID | str, service_schema: ServiceSchema
 ) -> str:
     """Fast path: build a tenant schema at head and stamp that schema only.
 
-    ``conn`` must come from ``Database.tenant_connection`` (translate map and
-    search_path already point at the tenant). Idempotent: an existing schema
-    that is already versioned is left alone.
+    ``conn`` must come from ``Database.tenant_connection`` / ``bind_tenant`` (inside
+    its transaction). Idempotent: an already versioned schema is left alone. Objects
+    sitting in an unversioned schema make it fail (reported, never built around).
     """
     schema = tenant_schema(tenant_id)
     track = service_schema.tenant_track
-    await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}"))
-    current = await conn.run_sync(_current_version_sync, track, schema)
-    if current is None:
-        # checkfirst=False: objects already sitting in an unversioned schema are an
-        # error to report, never something to silently build around.
-        await conn.run_sync(service_schema.tenant_metadata.create_all, checkfirst=False)
-        await conn.run_sync(_stamp_sync, track, schema)
-        current = track.head
-    return current
+    quoted = quote_ident(schema)
+    await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
+    versioned = (
+        await conn.execute(
+            text("SELECT to_regclass(:name) IS NOT NULL"),
+            {"name": f"{quoted}.{track.version_table}"},
+        )
+    ).scalar_one()
+    if versioned:
+        current = (
+            await conn.execute(text(f"SELECT version_num FROM {quoted}.{track.version_table}"))
+        ).scalar_one_or_none()
+        if current is not None:
+            return str(current)
+    # Schema names are [a-z0-9_] only (validated by tenant_schema), so a plain
+    # replacement of the template name is exact.
+    script = ";\n".join(provisioning_script(service_schema)).replace(_TEMPLATE_SCHEMA, schema)
+    # One simple-protocol round trip for the whole script (no parameters in it).
+    raw = await conn.get_raw_connection()
+    await raw.driver_connection.execute(script)  # type: ignore[union-attr]
+    return track.head
 
 
 async def upgrade_tenant_schema(
