@@ -133,12 +133,18 @@ class IdentityClient:
             raise IdentityUnavailable("The identity service is unavailable.") from exc
 
 
+_TRANSIENT = frozenset({"provisioning", "provisioning_failed"})
+
+
 class TenantAccessCache:
     """Tenant status and limits, cached in-process; ``None`` for an unknown tenant."""
 
     def __init__(self, settings: GatewaySettings, identity: IdentityClient) -> None:
         self.identity = identity
         self.ttl = settings.tenant_access_cache_seconds
+        # A tenant that is still provisioning turns active within a second or so: its
+        # answer is kept only briefly, so a new sign-up is not held back by the cache.
+        self.transient_ttl = settings.tenant_access_transient_cache_seconds
         self.stale = settings.tenant_access_stale_seconds
         self._entries: dict[uuid.UUID, tuple[TenantAccess | None, float]] = {}
         self._flight = _SingleFlight()
@@ -153,8 +159,11 @@ class TenantAccessCache:
 
     async def get(self, tenant_id: uuid.UUID) -> TenantAccess | None:
         entry = self._entries.get(tenant_id)
-        if entry is not None and time.monotonic() - entry[1] < self.ttl:
-            return entry[0]
+        if entry is not None:
+            access = entry[0]
+            ttl = self.transient_ttl if access is None or access.status in _TRANSIENT else self.ttl
+            if time.monotonic() - entry[1] < ttl:
+                return access
         return await self._flight.run(tenant_id, lambda: self._fetch(tenant_id, entry))
 
     async def _fetch(

@@ -79,6 +79,8 @@ class GatewaySettings(PlatformSettings):
     # Tenant access answers (status, plan, limits) are cached in-process this long; if
     # identity cannot be reached a cached answer up to ``stale`` seconds old is used.
     tenant_access_cache_seconds: float = 5.0
+    # ...and for a tenant still provisioning (or not known yet), so sign-ups start at once.
+    tenant_access_transient_cache_seconds: float = 0.25
     tenant_access_stale_seconds: float = 300.0
     # GET/HEAD paths a tenant may use while still ``provisioning`` (to poll its status).
     provisioning_readable_paths: list[str] = ["/api/v1/tenant"]

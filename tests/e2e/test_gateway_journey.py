@@ -36,7 +36,6 @@ async def gateway(platform: RunningPlatform) -> AsyncIterator[httpx.AsyncClient]
         nats_url=identity_settings.nats_url,
         database_url=identity_settings.database_url,
         internal_token="test-internal-token",
-        tenant_access_cache_seconds=0.05,
         log_level="WARNING",
     )
     async with (
@@ -75,6 +74,9 @@ async def test_signup_to_revoked_key(gateway: httpx.AsyncClient, smtp_server: Sm
         return r.json()["tenant"]["status"] == "active"
 
     await eventually(active)
+    # Active means usable at once: the gateway does not sit on a stale "provisioning".
+    ready = await eventually(lambda: _passes(gateway, owner), timeout=2)
+    assert ready
     email = signed["user"]["email"]
     login = await gateway.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert login.status_code == 200
@@ -118,6 +120,10 @@ async def test_signup_to_revoked_key(gateway: httpx.AsyncClient, smtp_server: Sm
     after = await gateway.get("/api/v1/users", headers=key)
     assert after.status_code == 401
     assert after.headers["content-type"].startswith("application/problem+json")
+
+
+async def _passes(gateway: httpx.AsyncClient, auth: dict[str, str]) -> bool:
+    return (await gateway.get("/api/v1/users/me", headers=auth)).status_code == 200
 
 
 async def _now(value: object) -> object:
