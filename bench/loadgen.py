@@ -162,11 +162,12 @@ async def _run_wrk(
         out, err = await proc.communicate()
         cpu = _children_cpu() - cpu0
     finally:
-        Path(script).unlink(missing_ok=True)
+        os.unlink(script)
     text = out.decode(errors="replace")
     line = next((ln for ln in text.splitlines() if ln.startswith("WRKJSON ")), None)
     if proc.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {text}\n{err.decode(errors='replace')}")
+        stderr = err.decode(errors="replace")
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {text}\n{stderr}")
     d = json.loads(line[len("WRKJSON ") :])
     errors = (
         d["connect_errors"]

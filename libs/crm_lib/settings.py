@@ -39,7 +39,9 @@ class PlatformSettings(BaseSettings):
 
     database_url: str = "postgresql://postgres@127.0.0.1:55432/postgres"
     database_name: str | None = None
-    database_pool_size: int = 10
+    # A pool large enough for a web process's concurrency: overflow connections are
+    # closed on return, and reconnecting per request costs more than an idle connection.
+    database_pool_size: int = 20
     database_max_overflow: int = 10
     # Backends cache catalogue entries of every schema they touch; recycle them.
     database_pool_recycle_seconds: int = 1200
