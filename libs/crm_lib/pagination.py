@@ -61,12 +61,3 @@ def clamp_limit(limit: int | None) -> int:
             errors=[{"field": "limit", "message": f"must be between 1 and {MAX_LIMIT}"}],
         )
     return limit
-
-
-def paginate(rows: list[T], limit: int, key: Any) -> tuple[list[T], str | None]:
-    """Given ``limit + 1`` rows, the page and the cursor of its last row (or None)."""
-    if len(rows) <= limit:
-        return rows, None
-    page = rows[:limit]
-    last = key(page[-1])
-    return page, encode_cursor(*(last if isinstance(last, tuple) else (last,)))

@@ -123,13 +123,6 @@ def _current_version_sync(
     return ctx.get_current_revision()
 
 
-def _stamp_sync(conn: Connection, track: Track, schema: str) -> None:
-    ctx = MigrationContext.configure(
-        conn, opts={"version_table": track.version_table, "version_table_schema": schema}
-    )
-    ctx.stamp(track.script, "heads")
-
-
 async def upgrade_platform(db: Database, service_schema: ServiceSchema) -> None:
     """Create the platform schema and bring the platform tracks to head."""
     async with db.engine.begin() as conn:

@@ -7,6 +7,7 @@ clean exit), calls a service, and shapes the answer.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -339,7 +340,7 @@ class InvitationController(Controller):
             ).scalar_one_or_none()
             if invitation is None or invitation.status != "pending":
                 raise gone
-            if invitation.expires_at <= _now():
+            if invitation.expires_at <= datetime.now(UTC):
                 raise ProblemError(
                     410, "This invitation has expired; ask for a new one.", title="Gone"
                 )
@@ -385,12 +386,6 @@ class InvitationController(Controller):
                 actor=f"user:{user.id}",
             )
             return await ident.sessions.issue(session, tenant, user)
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
 
 
 class TeamController(Controller):
