@@ -1,8 +1,8 @@
 """Sign-up to `active` across all five services (the provisioning saga).
 
-All five services' workers (outbox relay + consumers) run in this process, as the
-`platform` test fixture runs them. `CREATORS` client tasks each create a tenant through
-`TenantService.create` (own `platform_session`, i.e. one committed transaction), wait
+All five services' workers (outbox relay + consumers) run as separate processes
+(`crm worker <service>`), the production topology. `CREATORS` client tasks each create
+a tenant through `TenantService.create` (own `platform_session`, i.e. one committed transaction), wait
 until identity marks it `active`, then create the next one: a closed loop with at most
 `CREATORS` tenants in flight. Latency per tenant is `activated_at - created_at` of
 identity's `platform.tenants` row (both are the server's transaction timestamps).
@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from typing import Any
@@ -31,9 +35,9 @@ from bench.common import (
 )
 from crm_identity.tenants.schemas import TenantCreate
 from crm_identity.tenants.service import TenantService
-from crm_lib.events import connect_nats, ensure_streams
+from crm_lib.events import EVENTS_STREAM, connect_nats, ensure_streams
 from crm_lib.registry import load_service
-from crm_lib.service import ServiceRuntime, prepare_database, run_worker
+from crm_lib.service import ServiceRuntime, prepare_database
 from crm_lib.settings import SERVICE_NAMES
 
 CREATORS = 10
@@ -44,13 +48,16 @@ TARGET_P95_S = 1.0
 
 
 class Platform:
-    """All five services' workers in this process (mirrors crm_lib.testing.platform)."""
+    """All five services' workers, each in its own process (``crm worker <service>``).
+
+    That is the production topology (one worker Deployment per service); with every
+    worker on one event loop the benchmark would measure a single core instead.
+    """
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.runtimes: dict[str, ServiceRuntime] = {}
-        self.stop = asyncio.Event()
-        self.tasks: list[asyncio.Task[None]] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
 
     async def start(self) -> None:
         definitions = {name: load_service(name) for name in SERVICE_NAMES}
@@ -59,25 +66,45 @@ class Platform:
             await prepare_database(definition, settings)
             self.runtimes[name] = ServiceRuntime(settings)
         nc = await connect_nats(self.stack.settings("bench"))
-        await ensure_streams(nc.jetstream())
-        await nc.close()
-        readies = []
-        for name, definition in definitions.items():
-            ready = asyncio.Event()
-            readies.append(ready)
-            rt = self.runtimes[name]
-            self.tasks.append(
-                asyncio.create_task(
-                    run_worker(definition, self.stop, rt.settings, runtime=rt, ready=ready)
+        js = nc.jetstream()
+        await ensure_streams(js)
+        env = {
+            **os.environ,
+            "CRM_DATABASE_URL": self.stack.pg.url,
+            "CRM_NATS_URL": self.stack.nats.url,
+            "CRM_REDIS_URL": self.stack.redis.url,
+            "CRM_LOG_LEVEL": "WARNING",
+        }
+        for name in definitions:
+            self.procs.append(
+                subprocess.Popen(  # noqa: S603, ASYNC220 - our own interpreter, at start-up
+                    [sys.executable, "-m", "crm_lib.cli", "worker", name],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
             )
-        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=60)
+        # Ready when every worker has declared its lifecycle consumer.
+        deadline = time.monotonic() + 60
+        for name in definitions:
+            while True:
+                try:
+                    await js.consumer_info(EVENTS_STREAM, f"{name}-tenant-lifecycle")
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+        await nc.close()
 
     async def close(self) -> None:
-        self.stop.set()
-        for task in self.tasks:
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(task, timeout=15)
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         for rt in self.runtimes.values():
             await rt.close()
 
@@ -329,10 +356,10 @@ async def run(stack: Stack, quick: bool) -> Result:
 
     result.method = [
         "All five services (identity, contacts, sales, marketing, support) run their workers "
-        "in this one process on one event loop, exactly as the `platform` test fixture does "
-        "(`prepare_database` per service, `ensure_streams`, `run_worker` per service: outbox "
-        "relay + durable pull consumers). Default settings (outbox poll 1 s fallback behind "
-        "LISTEN/NOTIFY, consumer fetch batch 100). Tracing off (no OTLP endpoint), logs at "
+        "as separate processes (`python -m crm_lib.cli worker <service>`, env-configured), "
+        "as one worker Deployment per service does in Kubernetes; the benchmark process "
+        "prepares the databases and streams and creates the tenants. Default settings "
+        "(outbox poll 1 s fallback behind LISTEN/NOTIFY, consumer fetch batch 100). Tracing off (no OTLP endpoint), logs at "
         "WARNING.",
         f"{WARMUP} warm-up tenants first, then {n_solo} tenants one at a time (the unloaded "
         "latency, i.e. service time without queueing); both are reported below but are not "
