@@ -2,9 +2,9 @@
 
 All five services' workers (outbox relay + consumers) run as separate processes
 (`crm worker <service>`), the production topology. `CREATORS` client tasks each create
-a tenant through `TenantService.create` (own `platform_session`, i.e. one committed transaction), wait
-until identity marks it `active`, then create the next one: a closed loop with at most
-`CREATORS` tenants in flight. Latency per tenant is `activated_at - created_at` of
+a tenant through `TenantService.create` (own `platform_session`, i.e. one committed
+transaction), wait until identity marks it `active`, then create the next one: a
+closed loop with at most `CREATORS` tenants in flight. Latency per tenant is `activated_at - created_at` of
 identity's `platform.tenants` row (both are the server's transaction timestamps).
 """
 
@@ -359,8 +359,8 @@ async def run(stack: Stack, quick: bool) -> Result:
         "as separate processes (`python -m crm_lib.cli worker <service>`, env-configured), "
         "as one worker Deployment per service does in Kubernetes; the benchmark process "
         "prepares the databases and streams and creates the tenants. Default settings "
-        "(outbox poll 1 s fallback behind LISTEN/NOTIFY, consumer fetch batch 100). Tracing off (no OTLP endpoint), logs at "
-        "WARNING.",
+        "(outbox poll 1 s fallback behind LISTEN/NOTIFY, consumer fetch batch 100). "
+        "Tracing off (no OTLP endpoint), logs at WARNING.",
         f"{WARMUP} warm-up tenants first, then {n_solo} tenants one at a time (the unloaded "
         "latency, i.e. service time without queueing); both are reported below but are not "
         "part of the headline figures.",
