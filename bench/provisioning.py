@@ -4,8 +4,9 @@ All five services' workers (outbox relay + consumers) run as separate processes
 (`crm worker <service>`), the production topology. `CREATORS` client tasks each create
 a tenant through `TenantService.create` (own `platform_session`, i.e. one committed
 transaction), wait until identity marks it `active`, then create the next one: a
-closed loop with at most `CREATORS` tenants in flight. Latency per tenant is `activated_at - created_at` of
-identity's `platform.tenants` row (both are the server's transaction timestamps).
+closed loop with at most `CREATORS` tenants in flight. Latency per tenant is
+`activated_at - created_at` of identity's `platform.tenants` row (both are the
+server's transaction timestamps).
 """
 
 from __future__ import annotations
