@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,15 +131,21 @@ def make_settings(
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.05
+    probe: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05
 ) -> Any:
-    """Poll ``probe`` until it returns something truthy (outcome-based waiting, never timing)."""
+    """Poll ``probe`` (sync or async) until it returns something truthy.
+
+    Outcome-based waiting, never timing assertions.
+    """
+    import inspect
     import time
 
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = await probe()
+        last = probe()
+        if inspect.isawaitable(last):
+            last = await last
         if last:
             return last
         await asyncio.sleep(interval)

@@ -89,7 +89,7 @@ async def test_signup_to_revoked_key(gateway: httpx.AsyncClient, smtp_server: Sm
         "/api/v1/invitations", json={"email": colleague, "roles": ["sales_rep"]}, headers=owner
     )
     assert invite.status_code == 201, invite.text
-    messages = await eventually(lambda: _now(smtp_server.to(colleague)))
+    messages = await eventually(lambda: smtp_server.to(colleague))
     token = re.search(r"token=([A-Za-z0-9.]+)", messages[-1].get_content()).group(1)  # type: ignore[union-attr]
     accepted = await gateway.post(
         "/api/v1/invitations/accept",
@@ -124,10 +124,6 @@ async def test_signup_to_revoked_key(gateway: httpx.AsyncClient, smtp_server: Sm
 
 async def _passes(gateway: httpx.AsyncClient, auth: dict[str, str]) -> bool:
     return (await gateway.get("/api/v1/users/me", headers=auth)).status_code == 200
-
-
-async def _now(value: object) -> object:
-    return value
 
 
 async def test_cross_tenant_and_suspension(

@@ -145,13 +145,9 @@ async def test_outbox_survives_nats_outage_and_effects_happen_once(
         ).scalar_one()
     await js.publish(row.subject, row.payload, headers={"Nats-Msg-Id": str(uuid.uuid4())})
     before = worker.processed
-    await eventually(lambda: _async(worker.processed > before), timeout=30)
+    await eventually(lambda: worker.processed > before, timeout=30)
     assert (await _effects(db, tenant_id))[event_ids[0]] == 1
     await nc.close()
-
-
-async def _async(value: bool) -> bool:
-    return value
 
 
 async def test_poison_messages_land_in_the_dead_letter_stream(

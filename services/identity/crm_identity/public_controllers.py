@@ -487,6 +487,15 @@ class ApiKeyController(Controller):
             log.warning("api_key.cache_evict_failed", error=repr(exc))
 
 
+def _form_token(data: dict[str, str]) -> str:
+    token = data.get("token")
+    if not isinstance(token, str) or not token:
+        raise ProblemError(
+            400, "token is required.", errors=[{"field": "token", "message": "required"}]
+        )
+    return token
+
+
 class OAuthController(Controller):
     path = f"{API}/oauth"
     tags = ["oauth"]
@@ -537,11 +546,7 @@ class OAuthController(Controller):
         runtime: ServiceRuntime,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> dict[str, Any]:
-        token = data.get("token")
-        if not isinstance(token, str) or not token:
-            raise ProblemError(
-                400, "token is required.", errors=[{"field": "token", "message": "required"}]
-            )
+        token = _form_token(data)
         answer = await introspect(identity_of(runtime).verifier, runtime.redis, token)
         if answer.get("active") and answer.get("tid") != str(principal.tenant_id):
             return {"active": False}  # never describe another tenant's tokens
@@ -554,11 +559,7 @@ class OAuthController(Controller):
         runtime: ServiceRuntime,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> dict[str, Any]:
-        token = data.get("token")
-        if not isinstance(token, str) or not token:
-            raise ProblemError(
-                400, "token is required.", errors=[{"field": "token", "message": "required"}]
-            )
+        token = _form_token(data)
         await revoke(identity_of(runtime).verifier, runtime.redis, token, principal)
         return {}
 

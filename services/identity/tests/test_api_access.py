@@ -116,6 +116,7 @@ async def test_oauth_client_credentials_introspect_revoke(identity_api: httpx.As
         "/api/v1/oauth/introspect", data={"token": access}, headers=owner.auth
     )
     assert seen.json()["active"] is True and seen.json()["client_id"] == cid
+    assert seen.json()["exp"] > seen.json()["iat"] and seen.json()["aud"] == "crm-api"
     # Another tenant never learns anything about this token.
     foreign = await identity_api.post(
         "/api/v1/oauth/introspect", data={"token": access}, headers=other.auth

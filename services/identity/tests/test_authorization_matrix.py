@@ -76,7 +76,7 @@ async def _member(
         "/api/v1/invitations", json={"email": email, "roles": [role]}, headers=owner_auth
     )
     assert r.status_code == 201, r.text
-    messages = await eventually(lambda: _async(smtp.to(email)))
+    messages = await eventually(lambda: smtp.to(email))
     token = re.search(r"token=([A-Za-z0-9.]+)", messages[-1].get_content()).group(1)  # type: ignore[union-attr]
     accepted = await api.post(
         "/api/v1/invitations/accept",
@@ -84,10 +84,6 @@ async def _member(
     )
     assert accepted.status_code == 201, accepted.text
     return accepted.json()["access_token"], accepted.json()["user_id"]
-
-
-async def _async(value: Any) -> Any:
-    return value
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")

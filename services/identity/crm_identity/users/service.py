@@ -94,9 +94,8 @@ class UserService:
             new_status is not None and new_status != "active"
         )
         if loses_owner:
-            await SeatPolicy(self.session, self.principal.tenant_id).repo.lock_seat_limit(
-                self.principal.tenant_id
-            )  # serialise owner changes on the tenant row
+            # Serialise owner changes on the tenant's registry row.
+            await self.repo.lock_seat_limit(self.principal.tenant_id)
             if await self.repo.count_active_owners() <= 1:
                 raise ProblemError(
                     409, "The last owner cannot be removed or demoted.", title="Last owner"
