@@ -16,7 +16,7 @@ from crm_lib.tenancy import Database, tenant_schema
 _CATALOGUE = {
     "columns": """
         SELECT table_name, column_name, data_type, udt_name, is_nullable,
-               coalesce(column_default, ''), coalesce(character_maximum_length, 0),
+               replace(coalesce(column_default, ''), :s || '.', ''), coalesce(character_maximum_length, 0),
                coalesce(numeric_precision, 0), coalesce(numeric_scale, 0)
         FROM information_schema.columns WHERE table_schema = :s
         ORDER BY 1, 2""",
