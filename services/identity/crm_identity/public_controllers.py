@@ -366,7 +366,7 @@ class InvitationController(Controller):
                 roles=list(invitation.roles),
                 status="active",
             )
-            await join_teams(session, user.id, list(invitation.team_ids))
+            await join_teams(session, tenant_id, user.id, list(invitation.team_ids))
             await users.add_login(invitation.email, tenant_id, user.id)
             await session.execute(
                 update(InvitationRow)

@@ -190,6 +190,16 @@ class InvitationService:
         )
 
 
-async def join_teams(session: AsyncSession, user_id: uuid.UUID, team_ids: list[uuid.UUID]) -> None:
+async def join_teams(
+    session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID, team_ids: list[uuid.UUID]
+) -> None:
+    """Add an accepted invitee to the invitation's teams (other services learn it by event)."""
     for team_id in team_ids:
         await session.execute(insert(TeamMember).values(team_id=team_id, user_id=user_id))
+        await emit(
+            session,
+            "identity.team.member_added",
+            tenant_id,
+            {"team_id": str(team_id), "user_id": str(user_id)},
+            actor=f"user:{user_id}",
+        )
