@@ -19,8 +19,8 @@ Per proxied request:
    identity's revoked-token marker ``crm:t:<tenant>:revoked-jti:<jti>`` (RFC 7009
    revocation, logout): a revoked token is 401 (not checked while Redis is down).
 5. Tenant status: ``provisioning`` 409 (except ``provisioning_readable_paths``),
-   ``suspended`` reads only (writes 403 ``…/tenant-suspended``), ``pending_deletion`` and
-   ``deleted`` 403.
+   ``suspended`` reads only (writes 403 ``…/tenant-suspended``), ``pending_deletion``
+   only ``/api/v1/billing…`` and ``/api/v1/tenant…`` (pay or export), ``deleted`` 403.
 6. The trusted upstream headers ``x-tenant-id`` and ``x-principal`` are set through
    ``scope["crm.upstream_headers"]`` (clients' copies are always dropped by the proxy),
    and the principal is left in ``scope["crm.principal"]`` for inner layers.
@@ -78,6 +78,11 @@ ANONYMOUS_PREFIXES: tuple[tuple[frozenset[str], str], ...] = (
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FULL_ACCESS = frozenset({"active", "trialing", "past_due"})
+#: What a tenant pending deletion (unpaid) can still reach: its status, billing, exports.
+PENDING_DELETION_PREFIXES: tuple[str, ...] = (
+    "/api/v1/billing",
+    "/api/v1/tenant",
+)
 
 SUSPENDED_TYPE = "https://errors.crm.example/tenant-suspended"
 PROVISIONING_TYPE = "https://errors.crm.example/tenant-provisioning"
@@ -237,6 +242,10 @@ class AccessLayer:
                 title="Tenant suspended",
                 type_=SUSPENDED_TYPE,
             )
+        if status == "pending_deletion" and path.rstrip("/").startswith(PENDING_DELETION_PREFIXES):
+            # Owners/admins may still pay (billing) or take their data out (exports);
+            # identity checks the roles on those endpoints.
+            return None
         if status == "provisioning":
             if method in ("GET", "HEAD") and path.rstrip("/") in self.provisioning_paths:
                 return None

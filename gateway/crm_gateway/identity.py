@@ -133,7 +133,9 @@ class IdentityClient:
             raise IdentityUnavailable("The identity service is unavailable.") from exc
 
 
-_TRANSIENT = frozenset({"provisioning", "provisioning_failed"})
+# Statuses kept only briefly: provisioning turns active within a second, and a suspended
+# (or pending-deletion) tenant that pays is writable again at once.
+_TRANSIENT = frozenset({"provisioning", "provisioning_failed", "suspended", "pending_deletion"})
 
 
 class TenantAccessCache:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +107,11 @@ class ServiceDefinition:
     settings_class: type[PlatformSettings] | None = None
     # How the web process verifies access tokens (default: identity's JWKS over HTTP).
     verifier_factory: Callable[[ServiceRuntime], TokenVerifier] | None = None
+    # Periodic jobs of the worker process (e.g. identity's billing sweeper): each runs
+    # until the stop event is set.
+    background: Callable[[ServiceRuntime], list[Callable[[asyncio.Event], Awaitable[None]]]] = (
+        field(default=lambda _runtime: [])
+    )
 
     def settings(self, **overrides: object) -> PlatformSettings:
         return settings_for(self.name, self.settings_class, **overrides)  # type: ignore[arg-type]
@@ -203,7 +208,9 @@ async def run_worker(
         if ready is not None:
             ready.set()
         log.info("worker.started", service=definition.name)
-        await asyncio.gather(relay.run(stop), worker.run(stop))
+        await asyncio.gather(
+            relay.run(stop), worker.run(stop), *(job(stop) for job in definition.background(rt))
+        )
     finally:
         if runtime is None:
             await rt.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
+from crm_identity import plans
+from crm_identity.billing.gateway import BillingProvider, build_provider
 from crm_identity.keys.service import KeyStore
 from crm_identity.security import PasswordHashing
 from crm_identity.sessions.service import LoginLimiter, SessionService
@@ -21,6 +23,8 @@ class Identity:
     hashing: PasswordHashing
     sessions: SessionService
     verifier: JWKSVerifier
+    # LocalBilling or StripeBilling (CRM_BILLING_MODE); replaceable as a whole.
+    billing: BillingProvider
 
 
 def identity_of(runtime: ServiceRuntime) -> Identity:
@@ -31,6 +35,9 @@ def identity_of(runtime: ServiceRuntime) -> Identity:
         hashing = PasswordHashing(settings.argon2_time_cost, settings.argon2_memory_kib)
         sessions = SessionService(runtime.db, keys, settings, hashing, LoginLimiter(settings))
         verifier = JWKSVerifier(settings, jwks_provider=keys.jwks, cache_seconds=5.0)
-        found = Identity(runtime, settings, keys, hashing, sessions, verifier)
+        plans.configure(settings)
+        found = Identity(
+            runtime, settings, keys, hashing, sessions, verifier, build_provider(settings)
+        )
         runtime.extras["identity"] = found
     return cast(Identity, found)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import SecretStr
 
 from crm_lib.settings import SERVICE_NAMES, PlatformSettings
@@ -40,3 +42,29 @@ class IdentitySettings(PlatformSettings):
 
     # API keys: environment of new keys (crm_live_ / crm_test_).
     api_key_environment: str = "live"
+
+    # Billing (README "Billing"): local (no external calls) or stripe.
+    billing_mode: Literal["local", "stripe"] = "local"
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    # Where the Stripe SDK sends requests (a localstripe emulator in tests).
+    stripe_api_base: str | None = None
+    # Signatures older than this are refused (Stripe's default tolerance).
+    stripe_webhook_tolerance_seconds: int = 300
+    stripe_currency: str = "usd"
+    # A paid-plan sign-up starts with a trial this long (0: no trial, straight to active).
+    trial_days: int = 14
+    # Days before the trial ends when owners are reminded (local trials; Stripe sends its own).
+    trial_reminder_days: int = 3
+    # past_due -> suspended (read-only) -> pending_deletion (export offered) -> deleted.
+    past_due_grace_days: int = 14
+    suspended_days: int = 30
+    pending_deletion_days: int = 30
+    # How often the identity worker runs the billing sweeper.
+    billing_sweep_interval_seconds: float = 300.0
+    # Plan catalogue: seats and per-seat monthly prices (cents); see crm_identity.plans.
+    free_plan_seats: int = 2
+    pro_seat_price_cents: int = 2_900
+    enterprise_seat_price_cents: int = 7_900
+    # Full override of the catalogue as JSON (list of plan objects), e.g. for a price change.
+    plan_catalogue: list[dict[str, Any]] | None = None

@@ -58,6 +58,14 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("DELETE", f"/api/v1/api-keys/{uuid.uuid4()}", None, MANAGERS),
     ("DELETE", f"/api/v1/oauth/clients/{uuid.uuid4()}", None, MANAGERS),
     ("DELETE", "/api/v1/tenant", lambda: {"confirm_slug": "not-the-slug"}, {"owner"}),
+    # Billing: owners and admins only (the tenant is on an enterprise trial, 20 seats).
+    ("GET", "/api/v1/billing", None, MANAGERS),
+    ("GET", "/api/v1/billing/invoices", None, MANAGERS),
+    ("PUT", "/api/v1/billing/seats", lambda: {"seats": 20}, MANAGERS),
+    ("PATCH", "/api/v1/billing/subscription", lambda: {"plan": "enterprise"}, MANAGERS),
+    ("POST", "/api/v1/billing/subscription/cancel", None, MANAGERS),
+    ("POST", "/api/v1/billing/subscription/reactivate", None, MANAGERS),
+    ("POST", "/api/v1/billing/portal", None, MANAGERS),
 ]
 
 

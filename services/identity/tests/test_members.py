@@ -97,16 +97,16 @@ async def test_invite_accept_role_change_and_last_owner(
 
 
 async def test_seats_are_never_exceeded_under_concurrency(identity_api: httpx.AsyncClient) -> None:
-    owner = await signup(identity_api)  # free plan: 3 seats, owner holds one
+    owner = await signup(identity_api)  # free plan: 2 seats, owner holds one
     results = await asyncio.gather(*(_invite(identity_api, owner, ["viewer"]) for _ in range(6)))
     statuses = sorted(r.status_code for _, r in results)
-    assert statuses == [201, 201, 409, 409, 409, 409], [r.text for _, r in results]
+    assert statuses == [201, 409, 409, 409, 409, 409], [r.text for _, r in results]
     seats = (await identity_api.get("/api/v1/seats", headers=owner.auth)).json()
     assert seats == {
-        "limit": 3,
+        "limit": 2,
         "active_users": 1,
-        "pending_invitations": 2,
-        "used": 3,
+        "pending_invitations": 1,
+        "used": 2,
         "available": 0,
     }
     refused = next(r for _, r in results if r.status_code == 409)

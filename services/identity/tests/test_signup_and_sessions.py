@@ -28,12 +28,12 @@ async def test_signup_answers_at_once_then_tenant_turns_active(
     await eventually(active)
     r = await identity_api.get("/api/v1/tenant", headers=account.auth)
     body = r.json()
-    assert body["seats"] == {
-        "limit": 3,
+    assert body["seats"] == {  # free plan: 2 seats (CRM_FREE_PLAN_SEATS)
+        "limit": 2,
         "active_users": 1,
         "pending_invitations": 0,
         "used": 1,
-        "available": 2,
+        "available": 1,
     }
     me = await identity_api.get("/api/v1/users/me", headers=account.auth)
     assert me.json()["email"] == account.email

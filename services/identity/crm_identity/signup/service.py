@@ -120,6 +120,7 @@ class SignupService:
                     actor="signup",
                     tenant_id=tenant_id,
                     seats=plan.default_seats,
+                    trial_days=self.settings.trial_days,
                 )
                 conn = await bind_tenant(await session.connection(), tenant_id)
                 await provision_schema(conn, tenant_id, SCHEMA)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_identity.billing.repository import BillingRepository
 from crm_identity.models import Tenant
 from crm_identity.plans import get_plan
 from crm_identity.tenants import schemas
@@ -66,7 +68,9 @@ class TenantService:
         actor: str | None = None,
         tenant_id: uuid.UUID | None = None,
         seats: int | None = None,
+        trial_days: int = 0,
     ) -> Tenant:
+        """Register a tenant; a paid plan with ``trial_days`` starts a trial (billing)."""
         if data.slug in RESERVED_SLUGS:
             raise ProblemError(
                 422,
@@ -87,6 +91,10 @@ class TenantService:
             )
         for service in self.required:
             await self.repo.record_service_state(tenant.id, service, "pending", None)
+        trial_ends_at = None
+        if trial_days > 0 and get_plan(tenant.plan).paid:
+            trial_ends_at = datetime.now(UTC) + timedelta(days=trial_days)
+        await BillingRepository(self.session).create_account(tenant.id, trial_ends_at=trial_ends_at)
         await emit(
             self.session,
             TENANT_CREATED,
@@ -134,6 +142,12 @@ class TenantService:
         )
         return tenant
 
+    async def change_status(
+        self, tenant: Tenant, status: str, reason: str | None = None, **values: object
+    ) -> None:
+        """Move a tenant (the caller holds its row lock) and tell every service."""
+        await self._move(tenant, status, reason, **values)
+
     async def _move(
         self, tenant: Tenant, status: str, reason: str | None = None, **values: object
     ) -> None:
@@ -159,7 +173,14 @@ class TenantService:
             await self._move(tenant, "provisioning_failed", f"{service}: {detail}")
         elif outcome == "provisioned" and tenant.status in ("provisioning", "provisioning_failed"):
             if all(states.get(s) == "provisioned" for s in self.required):
-                await self._move(tenant, "active", None, activated_at=func.now())
+                # A paid-plan sign-up on trial is ``trialing`` (billing), the others active.
+                account = await BillingRepository(self.session).account(tenant_id)
+                trial = account.trial_ends_at is not None and account.subscription_status in (
+                    "none",
+                    "trialing",
+                )
+                status = "trialing" if trial else "active"
+                await self._move(tenant, status, None, activated_at=func.now())
                 await emit(self.session, TENANT_ACTIVATED, tenant_id, {"slug": tenant.slug})
         elif outcome == "deprovisioned" and tenant.status == "deleting":
             if all(states.get(s) == "deprovisioned" for s in self.required):
