@@ -223,7 +223,9 @@ class StripeWebhookController(Controller):
             if not handled:
                 return Response(schemas.WebhookAck(True, ignored="event type not handled"))
             if tenant_id is None:
-                log.warning("billing.webhook_unknown_customer", event=event.id, type=event.type)
+                log.warning(
+                    "billing.webhook_unknown_customer", stripe_event=event.id, type=event.type
+                )
                 return Response(schemas.WebhookAck(True, ignored="no tenant for this customer"))
             await emit(
                 session,
