@@ -43,6 +43,9 @@ _OWNERS: dict[str, tuple[str, ...]] = {
         "views",
         "timeline",
         "gdpr",
+        "activities",
+        "visibility-rules",
+        "audit",
     ),
     "sales": (
         "pipelines",

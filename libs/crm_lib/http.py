@@ -40,11 +40,14 @@ class ProblemError(HTTPException):
         type_: str | None = None,
         errors: list[dict[str, str]] | None = None,
         headers: dict[str, str] | None = None,
+        **extensions: Any,
     ) -> None:
         super().__init__(detail=detail, status_code=status_code, headers=headers)
         self.title = title
         self.type_ = type_
         self.errors = errors
+        # RFC 9457 extension members (e.g. ``duplicates`` naming existing records).
+        self.extensions = extensions
 
 
 def problem_response(
@@ -56,6 +59,7 @@ def problem_response(
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
     instance: str | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Response[dict[str, Any]]:
     from http import HTTPStatus
 
@@ -73,6 +77,8 @@ def problem_response(
         body["instance"] = instance
     if errors is not None:
         body["errors"] = errors
+    for key, value in (extensions or {}).items():
+        body.setdefault(key, value)
     rid = request_id_var.get()
     if rid:
         body["request_id"] = rid
@@ -111,6 +117,7 @@ def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
             errors=exc.errors,
             headers=exc.headers,
             instance=request.url.path,
+            extensions=exc.extensions,
         )
     return problem_response(
         exc.status_code, exc.detail, headers=exc.headers, instance=request.url.path

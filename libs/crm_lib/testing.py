@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
@@ -25,7 +26,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from crm_lib.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis
 from crm_lib.events import connect_nats, ensure_streams
 from crm_lib.registry import load_service
-from crm_lib.service import ServiceDefinition, ServiceRuntime, prepare_database, run_worker
+from crm_lib.service import (
+    ServiceDefinition,
+    ServiceRuntime,
+    build_app,
+    prepare_database,
+    run_worker,
+)
 from crm_lib.settings import SERVICE_NAMES, PlatformSettings
 from crm_lib.telemetry import setup_tracing
 
@@ -156,6 +163,10 @@ def scratch_database_name(prefix: str = "scratch") -> str:
     return f"crm_{prefix}_{uuid.uuid4().hex[:10]}"
 
 
+#: Base64 of 32 bytes: the contacts service's master key in tests (never a default).
+TEST_MASTER_KEY = "dGVzdC1tYXN0ZXIta2V5LW9mLTMyLWJ5dGVzLWxvbmc="
+
+
 @dataclass
 class RunningPlatform:
     """All five services' workers running in this process, plus their runtimes."""
@@ -183,6 +194,8 @@ async def platform(
                 "smtp_port": smtp_server.port,
                 "operator_token": "test-operator-token",
             }
+        elif name == "contacts":
+            extra = {"contacts_master_key": TEST_MASTER_KEY}
         settings = make_settings(name, internal_token="test-internal-token", **extra)
         await prepare_database(definition, settings)
         runtimes[name] = ServiceRuntime(settings)
@@ -269,3 +282,38 @@ async def served(app: Any) -> AsyncIterator[RunningServer]:
         yield running
     finally:
         await running.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def platform_gateway(platform: RunningPlatform) -> AsyncIterator[httpx.AsyncClient]:
+    """Every service's web app plus the real gateway in front, as an HTTP client."""
+    from crm_gateway.app import create_app as create_gateway
+    from crm_gateway.settings import GatewaySettings
+
+    urls: dict[str, str] = {}
+    servers = []
+    # Identity first: the other services verify tokens with its JWKS.
+    for name in sorted(SERVICE_NAMES, key=lambda n: n != "identity"):
+        rt = platform.runtime(name)
+        app_settings = rt.settings
+        if name != "identity":
+            app_settings = app_settings.model_copy(update={"identity_url": urls["identity_url"]})
+        server = await serve_app(build_app(platform.definitions[name], app_settings, runtime=rt))
+        servers.append(server)
+        urls[f"{name}_url"] = server.url
+    identity_settings = platform.runtime("identity").settings
+    settings = GatewaySettings(
+        **urls,
+        redis_url=identity_settings.redis_url,
+        nats_url=identity_settings.nats_url,
+        database_url=identity_settings.database_url,
+        internal_token="test-internal-token",
+        log_level="WARNING",
+    )
+    async with (
+        served(create_gateway(settings)) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=30) as client,
+    ):
+        yield client
+    for server in servers:
+        await server.stop()

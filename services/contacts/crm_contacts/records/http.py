@@ -1,0 +1,69 @@
+"""HTTP glue shared by the record controllers: caller context and list parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_contacts.access import access_for
+from crm_contacts.crypto import load_master_key
+from crm_contacts.records.query import ListQuery, bad_query, parse_list_query
+from crm_contacts.records.service import RecordContext
+from crm_contacts.settings import ContactsSettings
+from crm_lib.auth import Principal
+from crm_lib.service import ServiceRuntime
+
+_master_keys: dict[str, bytes | None] = {}
+
+
+def master_key(settings: ContactsSettings) -> bytes | None:
+    secret = (
+        settings.contacts_master_key.get_secret_value() if settings.contacts_master_key else None
+    )
+    cache_key = secret or ""
+    if cache_key not in _master_keys:
+        _master_keys[cache_key] = load_master_key(secret)
+    return _master_keys[cache_key]
+
+
+def contacts_settings(runtime: ServiceRuntime) -> ContactsSettings:
+    settings = runtime.settings
+    if isinstance(settings, ContactsSettings):
+        return settings
+    return ContactsSettings(**settings.model_dump())
+
+
+async def record_context(
+    session: AsyncSession, principal: Principal, runtime: ServiceRuntime
+) -> RecordContext:
+    settings = contacts_settings(runtime)
+    return RecordContext(
+        access=await access_for(session, principal),
+        master_key=master_key(settings),
+        word_similarity=settings.search_word_similarity,
+        duplicate_similarity=settings.duplicate_name_similarity,
+    )
+
+
+def list_query(request: Request[Any, Any, Any]) -> ListQuery:
+    params = request.query_params.dict()
+    limit: int | None = None
+    if "limit" in params:
+        raw = params["limit"][-1]
+        if not raw.isdigit() or len(raw) > 6:
+            raise bad_query("limit", "must be a whole number")
+        limit = int(raw)
+    return parse_list_query(params, limit=limit)
+
+
+def flag(request: Request[Any, Any, Any], name: str) -> bool:
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise bad_query(name, "must be true or false")

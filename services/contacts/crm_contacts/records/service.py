@@ -1,0 +1,454 @@
+"""Business rules shared by contacts and companies.
+
+Visibility (``crm_contacts.access``) applies to every read and write: a record the
+caller may not see is a 404, one they see but may not change a 403. Every change
+is diffed into field history and announced with the changed fields; sensitive
+custom fields are encrypted at rest and masked for roles without access.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import ColumnElement, func, literal, or_, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_contacts.access import Access, forbidden
+from crm_contacts.crypto import TenantCipher, mask
+from crm_contacts.fields.service import FieldService
+from crm_contacts.fields.values import FieldErrors, FieldSpec, validate_values
+from crm_contacts.records.query import (
+    Column,
+    ListQuery,
+    RecordQueryBuilder,
+    cursor_type,
+    prefix_tsquery,
+    search_terms,
+)
+from crm_contacts.records.repository import RecordRepository
+from crm_contacts.tags.repository import TagRepository
+from crm_contacts.tags.service import TagService
+from crm_lib.events import emit
+from crm_lib.http import ProblemError
+from crm_lib.pagination import Page
+
+REDACTED = "[sensitive]"
+
+
+@dataclass(frozen=True)
+class EntityDef:
+    name: str  # contact | company
+    model: Any
+    columns: Mapping[str, Column]
+    default_sort: str
+    event_prefix: str  # contacts.contact
+    #: Standard fields that history and events track.
+    tracked: tuple[str, ...]
+    #: Fields the API returns (``fields=`` picks among them).
+    output_fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecordContext:
+    """What record services need beyond the session: the caller and service config."""
+
+    access: Access
+    master_key: bytes | None
+    word_similarity: float = 0.45
+    duplicate_similarity: float = 0.7
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    return value
+
+
+def field_problem(errors: list[dict[str, str]]) -> ProblemError:
+    return ProblemError(
+        422,
+        "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
+        title="Validation failed",
+        errors=errors,
+    )
+
+
+class RecordService:
+    entity: EntityDef
+
+    def __init__(self, session: AsyncSession, ctx: RecordContext) -> None:
+        self.session = session
+        self.ctx = ctx
+        self.access = ctx.access
+        self.repo = RecordRepository(session, self.entity.model)
+        self.fields = FieldService(session, ctx.access)
+        self.tags = TagService(session, ctx.access)
+        self.cipher = TenantCipher(session, ctx.access.principal.tenant_id, ctx.master_key)
+        self._specs: dict[str, FieldSpec] | None = None
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        return self.access.principal.tenant_id
+
+    async def specs(self) -> dict[str, FieldSpec]:
+        if self._specs is None:
+            self._specs = await self.fields.specs(self.entity.name)
+        return self._specs
+
+    # ------------------------------------------------------------------ reading
+    async def visible(self, record_id: uuid.UUID, *, lock: bool = False) -> Any:
+        row = await self.repo.get(record_id, lock=lock)
+        if row is None or not self.access.may_read(row.owner_id):
+            raise ProblemError(404, f"No such {self.entity.name}.")
+        return row
+
+    async def writable(self, record_id: uuid.UUID, if_match: int | None) -> Any:
+        self.access.require_write()
+        row = await self.visible(record_id, lock=True)
+        if not self.access.may_write(row.owner_id):
+            raise forbidden(f"You can see this {self.entity.name} but not change it.")
+        if if_match is not None and if_match != row.version:
+            raise ProblemError(
+                412,
+                f"The {self.entity.name} was changed meanwhile (now version {row.version}).",
+                title="Precondition Failed",
+            )
+        return row
+
+    def visibility_filter(self) -> list[ColumnElement[bool]]:
+        owners = self.access.readable_owners
+        if owners is None:
+            return []
+        return [self.entity.model.owner_id.in_(sorted(owners))]
+
+    async def views(self, rows: list[Any], fields: list[str] | None = None) -> list[dict[str, Any]]:
+        """API shapes of rows: tag names resolved, sensitive values decrypted or masked."""
+        tag_ids = sorted({t for row in rows for t in row.tag_ids})
+        tags = await TagRepository(self.session).by_ids(tag_ids)
+        specs = await self.specs()
+        out = []
+        for row in rows:
+            item = self.base_view(row)
+            item["tags"] = [{"id": str(t), "name": tags[t].name} for t in row.tag_ids if t in tags]
+            custom = dict(row.custom_fields)
+            for key, token in row.sensitive_fields.items():
+                spec = specs.get(key)
+                readable = spec is not None and self.access.may_read_sensitive(
+                    list(spec.readable_by)
+                )
+                plain = msgspec.json.decode(await self.cipher.decrypt(row.id, key, token))
+                custom[key] = plain if readable else mask(str(plain))
+            item["custom_fields"] = custom
+            if fields:
+                item = {k: v for k, v in item.items() if k in fields or k in ("id", "version")}
+            out.append(item)
+        return out
+
+    async def view(self, row: Any) -> dict[str, Any]:
+        return (await self.views([row]))[0]
+
+    def base_view(self, row: Any) -> dict[str, Any]:
+        return {
+            name: jsonable(getattr(row, name))
+            for name in self.entity.output_fields
+            if name not in ("tags", "custom_fields")
+        }
+
+    def check_fields(self, fields: list[str] | None) -> list[str] | None:
+        if fields is None:
+            return None
+        unknown = [f for f in fields if f not in self.entity.output_fields]
+        if unknown:
+            raise ProblemError(
+                422,
+                "Unknown field(s) in fields=: " + ", ".join(unknown[:10]),
+                title="Validation failed",
+                errors=[{"field": "fields", "message": "unknown: " + ", ".join(unknown[:10])}],
+            )
+        return fields
+
+    async def list(self, query: ListQuery) -> Page[dict[str, Any]]:
+        fields = self.check_fields(query.fields)
+        builder = RecordQueryBuilder(
+            self.entity.model,
+            self.entity.columns,
+            await self.specs(),
+            self.entity.default_sort,
+            self.access.user_id,
+        )
+        where = self.visibility_filter()
+        where += [builder.condition(f, op, raw) for f, op, raw in query.filters]
+        where += await self.tag_conditions(query)
+        extra: list[Any] = []
+        if query.q:
+            terms = search_terms(query.q)
+            if not terms:
+                return Page([], None)
+            condition, rank = self.search(terms)
+            where.append(condition)
+            await self.repo.set_word_similarity_threshold(self.ctx.word_similarity)
+            descending, expr = True, rank
+            name = "rank"
+        else:
+            name, expr, descending = builder.sort_expr(query.sort)
+        order, after = builder.page(expr, descending, query.cursor, cursor_type(expr))
+        extra = [expr.label("sort_value")]
+        rows = await self.repo.page([*where, after], order, query.limit + 1, extra)
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        data = await self.views([r[0] for r in rows], fields)
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            next_cursor = builder.next_cursor(last.sort_value, last[0].id)
+        del name
+        return Page(data, next_cursor)
+
+    def search(self, terms: list[str]) -> tuple[ColumnElement[bool], ColumnElement[Any]]:
+        """Prefix full-text match on any word, or a typo-tolerant trigram word match."""
+        model = self.entity.model
+        phrase = " ".join(terms)
+        text_col = model.search_text
+        fuzzy = text_col.op("OPERATOR(extensions.%>)")(literal(phrase))
+        rank = func.extensions.word_similarity(literal(phrase), text_col)
+        vector = getattr(model, "search_vector", None)
+        if vector is None:
+            return or_(fuzzy, text_col.like(f"%{_escape_like(phrase)}%", escape="\\")), rank
+        tsquery = func.to_tsquery(text("'simple'::regconfig"), prefix_tsquery(terms))
+        return or_(vector.op("@@")(tsquery), fuzzy), rank
+
+    async def tag_conditions(self, query: ListQuery) -> list[ColumnElement[bool]]:
+        model = self.entity.model
+        out: list[ColumnElement[bool]] = []
+        if query.tags_all:
+            ids = await self.tag_ids_for(query.tags_all)
+            if ids is None:
+                return [literal(False)]
+            out.append(model.tag_ids.contains(ids))
+        if query.tags_any:
+            ids = await self.tag_ids_for(query.tags_any, any_of=True)
+            if ids is None:
+                return [literal(False)]
+            out.append(model.tag_ids.overlap(ids))
+        return out
+
+    async def tag_ids_for(self, refs: list[str], any_of: bool = False) -> list[uuid.UUID] | None:
+        """Tag ids for names or ids; None when a required tag does not exist."""
+        ids: list[uuid.UUID] = []
+        names: list[str] = []
+        for ref in refs:
+            try:
+                ids.append(uuid.UUID(ref))
+            except ValueError:
+                names.append(ref.strip().lower())
+        found = await TagRepository(self.session).by_lower_names(names)
+        if not any_of and len(found) < len(set(names)):
+            return None
+        ids += [t.id for t in found.values()]
+        return ids or None
+
+    # ------------------------------------------------------------------ writing helpers
+    async def owner_for_create(self, requested: uuid.UUID | None) -> uuid.UUID | None:
+        me = self.access.user_id
+        if requested is None:
+            return me
+        if requested != me and not self.access.may_reassign():
+            raise forbidden("Only owners, admins and sales managers assign records to others.")
+        await self.check_owner(requested)
+        return requested
+
+    async def check_owner(self, owner_id: uuid.UUID | None) -> None:
+        if owner_id is not None and not await self.repo.active_member(owner_id):
+            raise ProblemError(
+                422,
+                "owner_id must be an active user of this tenant.",
+                title="Validation failed",
+                errors=[{"field": "owner_id", "message": "not an active user of this tenant"}],
+            )
+
+    async def custom_values(
+        self,
+        record_id: uuid.UUID,
+        values: Mapping[str, Any],
+        *,
+        creating: bool,
+        current: Mapping[str, Any] | None = None,
+        current_sensitive: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(custom_fields, sensitive_fields) after validating and applying ``values``."""
+        specs = await self.specs()
+        try:
+            clean = validate_values(specs, values, creating=creating)
+        except FieldErrors as exc:
+            raise field_problem(exc.errors) from exc
+        custom = dict(current or {})
+        sensitive = dict(current_sensitive or {})
+        for key, value in clean.items():
+            target = sensitive if specs[key].sensitive else custom
+            if value is None:
+                target.pop(key, None)
+            elif specs[key].sensitive:
+                sensitive[key] = await self.cipher.encrypt(
+                    record_id, key, msgspec.json.encode(value).decode()
+                )
+            else:
+                custom[key] = value
+        return custom, sensitive
+
+    def snapshot(self, row: Any) -> dict[str, Any]:
+        """Tracked values of a row (sensitive values redacted) for diffs."""
+        snap = {name: jsonable(getattr(row, name)) for name in self.entity.tracked}
+        snap["tag_ids"] = sorted(str(t) for t in row.tag_ids)
+        for key, value in row.custom_fields.items():
+            snap[f"custom_fields.{key}"] = value
+        for key, token in row.sensitive_fields.items():
+            snap[f"custom_fields.{key}"] = f"{REDACTED}:{token[-8:]}"
+        return snap
+
+    @staticmethod
+    def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        changes = {}
+        for key in sorted(set(before) | set(after)):
+            old, new = before.get(key), after.get(key)
+            if old != new:
+                changes[key] = {"from": old, "to": new}
+        return changes
+
+    async def record_history(
+        self, record_id: uuid.UUID, changes: Mapping[str, Mapping[str, Any]], reason: str
+    ) -> None:
+        rows = []
+        for key, change in changes.items():
+            old, new = change["from"], change["to"]
+            if key.startswith("custom_fields.") and any(
+                isinstance(v, str) and v.startswith(REDACTED) for v in (old, new)
+            ):
+                old = REDACTED if old is not None else None
+                new = REDACTED if new is not None else None
+            rows.append(
+                {
+                    "entity": self.entity.name,
+                    "record_id": record_id,
+                    "field": key[:100],
+                    "old_value": old,
+                    "new_value": new,
+                    "reason": reason,
+                    "actor": self.access.actor,
+                }
+            )
+        await self.repo.add_changes(rows)
+
+    @staticmethod
+    def public_changes(changes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """Changed fields for events: sensitive values never leave the service."""
+        out = {}
+        for key, change in changes.items():
+            if any(isinstance(v, str) and v.startswith(REDACTED) for v in change.values()):
+                out[key] = {"from": REDACTED, "to": REDACTED}
+            else:
+                out[key] = dict(change)
+        return out
+
+    async def announce(self, action: str, row: Any, data: dict[str, Any] | None = None) -> None:
+        await emit(
+            self.session,
+            f"{self.entity.event_prefix}.{action}",
+            self.tenant_id,
+            {
+                f"{self.entity.name}_id": str(row.id),
+                "owner_id": str(row.owner_id) if row.owner_id else None,
+                "version": row.version,
+                **(data or {}),
+            },
+            actor=self.access.actor,
+        )
+
+    async def apply_update(
+        self, row: Any, values: dict[str, Any], reason: str = "update"
+    ) -> tuple[Any, dict[str, Any]]:
+        """Write ``values`` to ``row``; history and the updated event if anything changed."""
+        before = self.snapshot(row)
+        values["updated_by"] = self.access.actor
+        updated = await self.repo.update(row.id, values)
+        changes = self.diff(before, self.snapshot(updated))
+        if changes:
+            await self.record_history(row.id, changes, reason)
+            await self.announce("updated", updated, {"changes": self.public_changes(changes)})
+        return updated, changes
+
+    async def delete(self, record_id: uuid.UUID, if_match: int | None) -> None:
+        row = await self.writable(record_id, if_match)
+        if not self.access.may_delete(row.owner_id):
+            raise forbidden(f"Your role cannot delete this {self.entity.name}.")
+        await self.repo.update(row.id, {"deleted_at": func.now(), "updated_by": self.access.actor})
+        await self.record_history(row.id, {"deleted": {"from": False, "to": True}}, "delete")
+        await self.announce("deleted", row)
+
+    async def bulk_tags(
+        self, ids: Iterable[uuid.UUID], names: list[str], action: str
+    ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+        self.access.require_write()
+        tag_ids = (
+            await self.tags.resolve(names)
+            if action == "add"
+            else (await self.tag_ids_for(names, any_of=True) or [])
+        )
+        wanted = sorted(set(ids))
+        rows = {r.id: r for r in await self.repo.get_many(wanted, lock=True)}
+        updated, skipped = [], []
+        for record_id in wanted:
+            row = rows.get(record_id)
+            if row is None or not self.access.may_write(row.owner_id):
+                skipped.append(record_id)
+                continue
+            current = list(row.tag_ids)
+            if action == "add":
+                new = current + [t for t in tag_ids if t not in current]
+            else:
+                new = [t for t in current if t not in tag_ids]
+            if new != current:
+                await self.apply_update(row, {"tag_ids": new}, reason="bulk_tag")
+            updated.append(record_id)
+        return updated, skipped
+
+    async def reassign(
+        self, ids: Iterable[uuid.UUID], owner_id: uuid.UUID
+    ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+        if not self.access.may_reassign():
+            raise forbidden("Only owners, admins and sales managers reassign records.")
+        await self.check_owner(owner_id)
+        wanted = sorted(set(ids))
+        rows = {r.id: r for r in await self.repo.get_many(wanted, lock=True)}
+        updated, skipped = [], []
+        for record_id in wanted:
+            row = rows.get(record_id)
+            if row is None or not self.access.may_write(row.owner_id):
+                skipped.append(record_id)
+                continue
+            if row.owner_id != owner_id:
+                await self.apply_update(row, {"owner_id": owner_id}, reason="reassign")
+            updated.append(record_id)
+        if updated:
+            await self.repo.audit(
+                actor=self.access.actor,
+                action="reassign",
+                entity=self.entity.name,
+                record_count=len(updated),
+                details={"owner_id": str(owner_id), "ids": [str(i) for i in updated[:1000]]},
+            )
+        return updated, skipped
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
