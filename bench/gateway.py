@@ -757,7 +757,8 @@ async def run(stack: Stack, quick: bool) -> Result:
 
 
 async def _is_active(http: aiohttp.ClientSession, base: str, owner: Owner) -> bool:
-    return await tenant_status(http, base, owner) == "active"
+    # A paid-plan sign-up is usable on its trial (``trialing``) like an active tenant.
+    return await tenant_status(http, base, owner) in ("active", "trialing")
 
 
 async def _usable(http: aiohttp.ClientSession, base: str, owner: Owner) -> bool:

@@ -71,7 +71,8 @@ async def test_signup_to_revoked_key(gateway: httpx.AsyncClient, smtp_server: Sm
     async def active() -> bool:
         r = await gateway.get("/api/v1/tenant", headers=owner)
         assert r.status_code == 200, r.text
-        return r.json()["tenant"]["status"] == "active"
+        # A paid-plan sign-up is on its trial: usable like an active tenant.
+        return r.json()["tenant"]["status"] in ("active", "trialing")
 
     await eventually(active)
     # Active means usable at once: the gateway does not sit on a stale "provisioning".
@@ -163,4 +164,4 @@ async def test_cross_tenant_and_suspension(
 
 async def _is_active(gateway: httpx.AsyncClient, auth: dict[str, str]) -> bool:
     r = await gateway.get("/api/v1/tenant", headers=auth)
-    return r.status_code == 200 and r.json()["tenant"]["status"] == "active"
+    return r.status_code == 200 and r.json()["tenant"]["status"] in ("active", "trialing")
