@@ -11,12 +11,14 @@ the processes, then the servers; data stays for the next run.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -68,13 +70,15 @@ def _start_servers(data: Path) -> tuple[dict[str, str], list[Any]]:
     return env, started
 
 
-def _secret(data: Path, env_var: str, filename: str) -> str:
+def _secret(
+    data: Path, env_var: str, filename: str, generate: Callable[[], str] | None = None
+) -> str:
     """A secret from the environment, or one generated once and kept in the data folder."""
     if token := os.environ.get(env_var):
         return token
     path = data / filename
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
+        path.write_text((generate or (lambda: secrets.token_urlsafe(32)))())
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -208,6 +212,13 @@ def run_devstack(data_dir: str, ready_timeout: float) -> int:
             **mail_env,
             "CRM_OPERATOR_TOKEN": _secret(data, "CRM_OPERATOR_TOKEN", "operator_token"),
             "CRM_INTERNAL_TOKEN": _secret(data, "CRM_INTERNAL_TOKEN", "internal_token"),
+            # Wraps each tenant's key for sensitive contact fields (base64 of 32 bytes).
+            "CRM_CONTACTS_MASTER_KEY": _secret(
+                data,
+                "CRM_CONTACTS_MASTER_KEY",
+                "contacts_master_key",
+                lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+            ),
         }
         os.environ.update(server_env)
         asyncio.run(_prepare())

@@ -94,8 +94,8 @@ async def access_for(session: AsyncSession, principal: Principal) -> Access:
     if principal.kind != "user":
         if not principal.allows("contacts:read"):
             raise forbidden("The access token lacks the scope contacts:read.")
-        writable = principal.allows("contacts:write")
-        return Access(principal, None, None, writable, writable)
+        may_write = principal.allows("contacts:write")
+        return Access(principal, None, None, may_write, may_write)
     roles = principal.roles
     if roles & WRITE_ALL:
         return Access(principal, None, None, True, bool(roles & DELETE_ALL))

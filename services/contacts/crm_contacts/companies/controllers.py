@@ -32,7 +32,7 @@ class CompanyController(Controller):
         query = list_query(request)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             svc = CompanyService(session, await record_context(session, principal, runtime))
-            return await svc.list(query)
+            return await svc.page(query)
 
     @post("/", status_code=201, summary="Create a company (409 on a known domain)")
     async def create_company(
@@ -100,7 +100,7 @@ class CompanyController(Controller):
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             ctx = await record_context(session, principal, runtime)
             await CompanyService(session, ctx).visible(company_id)
-            return await ContactService(session, ctx).list(query)
+            return await ContactService(session, ctx).page(query)
 
     @post("/bulk/tags", status_code=200, summary="Tag or untag many companies")
     async def bulk_tags(

@@ -43,7 +43,7 @@ class ContactController(Controller):
         query = list_query(request)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             svc = ContactService(session, await record_context(session, principal, runtime))
-            return await svc.list(query)
+            return await svc.page(query)
 
     @post("/", status_code=201, summary="Create a contact (409 on a likely duplicate)")
     async def create_contact(

@@ -389,7 +389,8 @@ def duplicate_problem(dupes: list[Duplicate], forceable: bool = True) -> Problem
     hint = " Send ?allow_duplicate=true to create it anyway." if forceable else ""
     return ProblemError(
         409,
-        f"A contact with the {first.reason.removeprefix('same ')} already exists: {first.id}.{hint}",
+        f"A contact with the {first.reason.removeprefix('same ')} already exists: "
+        f"{first.id}.{hint}",
         title="Duplicate contact",
         type_="https://errors.crm.example/duplicate",
         duplicates=[{"id": str(d.id), "reason": d.reason} for d in dupes],

@@ -204,6 +204,7 @@ class RecordQueryBuilder:
     def condition(self, field_name: str, op: str, raw: str) -> ColumnElement[bool]:
         name = field_name if op == "eq" else f"{field_name}__{op}"
         spec: FieldSpec | None = None
+        expr: Any
         if field_name.startswith("cf."):
             expr, spec = self._custom_expr(field_name[3:], name)
             kind = sort_key_type(spec)
@@ -221,7 +222,8 @@ class RecordQueryBuilder:
             column = self.columns.get(field_name)
             if column is None:
                 raise bad_query(name, "not a filterable field")
-            expr, kind = column.attr, column.kind
+            expr = column.attr
+            kind = column.kind
             if op == "exists":
                 return self._exists(expr.is_not(None), raw, name)
         if op == "in":
@@ -272,7 +274,7 @@ class RecordQueryBuilder:
             column = self.columns.get(name)
             if column is None or not column.sortable:
                 raise bad_query("sort", f"cannot sort by {name!r}")
-            expr = column.attr
+            expr = column.attr  # type: ignore[assignment]
         return name, expr, descending
 
     def page(
@@ -290,7 +292,8 @@ class RecordQueryBuilder:
         ]
         if cursor is None:
             return order, true()
-        has_value, value, last_id = decode_cursor(cursor, bool, value_type | None, uuid.UUID)  # type: ignore[operator]
+        nullable: Any = value_type | None
+        has_value, value, last_id = decode_cursor(cursor, bool, nullable, uuid.UUID)
         if not has_value:
             return order, and_(expr.is_(None), id_col > last_id)
         beyond = expr < value if descending else expr > value

@@ -178,7 +178,7 @@ class RecordService:
             )
         return fields
 
-    async def list(self, query: ListQuery) -> Page[dict[str, Any]]:
+    async def page(self, query: ListQuery) -> Page[dict[str, Any]]:
         fields = self.check_fields(query.fields)
         builder = RecordQueryBuilder(
             self.entity.model,
