@@ -6,6 +6,9 @@ from pathlib import Path
 
 from litestar import Litestar
 
+from crm_contacts.activities.controllers import ActivityController, TimelineController
+from crm_contacts.activities.handlers import timeline_subscription
+from crm_contacts.audit.controllers import AuditController
 from crm_contacts.companies.controllers import CompanyController
 from crm_contacts.contacts.controllers import ContactController
 from crm_contacts.fields.controllers import CustomFieldController
@@ -32,7 +35,7 @@ SCHEMA = ServiceSchema(
 
 
 def subscriptions(_runtime: ServiceRuntime) -> list[Subscription]:
-    return [member_subscription()]
+    return [member_subscription(), timeline_subscription()]
 
 
 SERVICE = ServiceDefinition(
@@ -44,6 +47,9 @@ SERVICE = ServiceDefinition(
         TagController,
         CustomFieldController,
         TeamRuleController,
+        ActivityController,
+        TimelineController,
+        AuditController,
     ],
     subscriptions=subscriptions,
     settings_class=ContactsSettings,
