@@ -114,7 +114,7 @@ class BillingService:
         return schemas.SeatUse(limit, active, pending, used, max(0, limit - used))
 
     async def overview(self, tenant_id: uuid.UUID) -> schemas.Billing:
-        tenant = await self.repo.lock_tenant(tenant_id)  # consistent with concurrent changes
+        tenant = await self.session.get(Tenant, tenant_id)
         if tenant is None:
             raise ProblemError(404, "No such tenant.")
         account = await self.repo.account(tenant_id)
