@@ -302,13 +302,15 @@ async def platform_gateway(platform: RunningPlatform) -> AsyncIterator[httpx.Asy
         servers.append(server)
         urls[f"{name}_url"] = server.url
     identity_settings = platform.runtime("identity").settings
-    settings = GatewaySettings(
-        **urls,
-        redis_url=identity_settings.redis_url,
-        nats_url=identity_settings.nats_url,
-        database_url=identity_settings.database_url,
-        internal_token="test-internal-token",
-        log_level="WARNING",
+    settings = GatewaySettings.model_validate(
+        {
+            **urls,
+            "redis_url": identity_settings.redis_url,
+            "nats_url": identity_settings.nats_url,
+            "database_url": identity_settings.database_url,
+            "internal_token": "test-internal-token",
+            "log_level": "WARNING",
+        }
     )
     async with (
         served(create_gateway(settings)) as gw,

@@ -120,8 +120,8 @@ async def test_missing_table_raises_instead_of_reading_elsewhere(
         async with db.tenant_session(full) as session:
             session.add(Company(id=uuid.uuid4(), name="visible only to full"))
         async with db.engine.begin() as conn:
-            await conn.execute(text(f'DROP TABLE "{tenant_schema(broken)}".contacts'))
-            await conn.execute(text(f'DROP TABLE "{tenant_schema(broken)}".companies'))
+            await conn.execute(text(f'DROP TABLE "{tenant_schema(broken)}".contacts CASCADE'))
+            await conn.execute(text(f'DROP TABLE "{tenant_schema(broken)}".companies CASCADE'))
             # A same-named table in public must not be picked up either.
             await conn.execute(text("CREATE TABLE IF NOT EXISTS public.companies (name text)"))
             await conn.execute(text("INSERT INTO public.companies VALUES ('public leak')"))

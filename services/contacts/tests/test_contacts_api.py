@@ -118,6 +118,7 @@ async def test_rep_visibility_and_team_rules(
 
     assert f"Alpha{marker}" in await names(rep, q=marker)
     assert f"Bravo{marker}" not in await names(rep, q=marker)
+    assert f"Alpha{marker}" not in await names(rep2, q=marker)
     assert f"Bravo{marker}" not in await names(rep, last_name__contains=marker)
     _problem(await gw.get(f"{API}/contacts/{b['id']}", headers=rep), 404)
     _problem(await gw.patch(f"{API}/contacts/{b['id']}", json={"title": "x"}, headers=rep), 404)
