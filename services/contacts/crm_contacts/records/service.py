@@ -190,7 +190,6 @@ class RecordService:
         where = self.visibility_filter()
         where += [builder.condition(f, op, raw) for f, op, raw in query.filters]
         where += await self.tag_conditions(query)
-        extra: list[Any] = []
         if query.q:
             terms = search_terms(query.q)
             if not terms:
@@ -199,9 +198,8 @@ class RecordService:
             where.append(condition)
             await self.repo.set_word_similarity_threshold(self.ctx.word_similarity)
             descending, expr = True, rank
-            name = "rank"
         else:
-            name, expr, descending = builder.sort_expr(query.sort)
+            _name, expr, descending = builder.sort_expr(query.sort)
         order, after = builder.page(expr, descending, query.cursor, cursor_type(expr))
         extra = [expr.label("sort_value")]
         rows = await self.repo.page([*where, after], order, query.limit + 1, extra)
@@ -212,7 +210,6 @@ class RecordService:
         if more and rows:
             last = rows[-1]
             next_cursor = builder.next_cursor(last.sort_value, last[0].id)
-        del name
         return Page(data, next_cursor)
 
     def search(self, terms: list[str]) -> tuple[ColumnElement[bool], ColumnElement[Any]]:
