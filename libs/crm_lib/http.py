@@ -49,18 +49,29 @@ class ProblemError(HTTPException):
         # RFC 9457 extension members (e.g. ``duplicates`` naming existing records).
         self.extensions = extensions
 
+    def problem(self) -> dict[str, Any]:
+        """This error as a problem document (without request id or instance)."""
+        return problem_body(
+            self.status_code,
+            self.detail,
+            title=self.title,
+            type_=self.type_,
+            errors=self.errors,
+            extensions=self.extensions,
+        )
 
-def problem_response(
+
+def problem_body(
     status: int,
     detail: str,
     *,
     title: str | None = None,
     type_: str | None = None,
     errors: list[dict[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
     instance: str | None = None,
     extensions: dict[str, Any] | None = None,
-) -> Response[dict[str, Any]]:
+) -> dict[str, Any]:
+    """An RFC 9457 problem document (also used per item in batch results)."""
     from http import HTTPStatus
 
     try:
@@ -79,6 +90,29 @@ def problem_response(
         body["errors"] = errors
     for key, value in (extensions or {}).items():
         body.setdefault(key, value)
+    return body
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    type_: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> Response[dict[str, Any]]:
+    body = problem_body(
+        status,
+        detail,
+        title=title,
+        type_=type_,
+        errors=errors,
+        instance=instance,
+        extensions=extensions,
+    )
     rid = request_id_var.get()
     if rid:
         body["request_id"] = rid

@@ -10,20 +10,15 @@ from litestar.params import Parameter
 
 from crm_contacts.activities import schemas
 from crm_contacts.activities.service import ActivityService, activity_view
-from crm_contacts.records.http import record_context
+from crm_contacts.records.http import IfMatch, etag, record_context
 from crm_lib.auth import Principal
 from crm_lib.http import if_match_version
 from crm_lib.pagination import Page, clamp_limit
 from crm_lib.service import ServiceRuntime
 
 PATH = "/api/v1/activities"
-IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False)]
 Limit = Annotated[int | None, Parameter(query="limit", required=False)]
 Cursor = Annotated[str | None, Parameter(query="cursor", required=False)]
-
-
-def _etag(view: dict[str, Any]) -> dict[str, str]:
-    return {"ETag": f'"{view["version"]}"'}
 
 
 class ActivityController(Controller):
@@ -38,7 +33,7 @@ class ActivityController(Controller):
             svc = ActivityService(session, await record_context(session, principal, runtime))
             view = activity_view(await svc.log(data))
         return Response(
-            view, status_code=201, headers={"Location": f"{PATH}/{view['id']}", **_etag(view)}
+            view, status_code=201, headers={"Location": f"{PATH}/{view['id']}", **etag(view)}
         )
 
     @get("/{activity_id:uuid}", summary="One activity")
@@ -48,7 +43,7 @@ class ActivityController(Controller):
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             svc = ActivityService(session, await record_context(session, principal, runtime))
             view = activity_view(await svc.visible(activity_id))
-        return Response(view, headers=_etag(view))
+        return Response(view, headers=etag(view))
 
     @patch("/{activity_id:uuid}", summary="Change a logged activity (If-Match → 412 if stale)")
     async def update_activity(
@@ -63,7 +58,7 @@ class ActivityController(Controller):
             svc = ActivityService(session, await record_context(session, principal, runtime))
             row = await svc.update(activity_id, data, if_match_version(if_match))
             view = activity_view(row)
-        return Response(view, headers=_etag(view))
+        return Response(view, headers=etag(view))
 
     @delete("/{activity_id:uuid}", status_code=204, summary="Delete a logged activity")
     async def delete_activity(

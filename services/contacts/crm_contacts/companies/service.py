@@ -55,6 +55,11 @@ def company_search_text(name: str, domain: str | None) -> str:
 
 class CompanyService(RecordService):
     entity = COMPANY
+    upsert_keys = ("domain",)
+
+    def key_value(self, key: str, data: Any) -> Any:
+        value = super().key_value(key, data)
+        return value.lower() if isinstance(value, str) else value
 
     async def _domain_free(self, domain: str | None, exclude: uuid.UUID | None = None) -> None:
         if domain is None:

@@ -128,6 +128,13 @@ def search_text(values: dict[str, Any], company_name: str | None) -> str:
 
 class ContactService(RecordService):
     entity = CONTACT
+    upsert_keys = ("email", "external_id")
+
+    def key_value(self, key: str, data: Any) -> Any:
+        if key == "email":
+            emails = normalise_emails(data.emails[:1])
+            return emails[0]["address"] if emails else None
+        return super().key_value(key, data)
 
     async def _company_name(self, company_id: uuid.UUID | None) -> str | None:
         if company_id is None:

@@ -9,10 +9,9 @@ from litestar import Controller, get, patch, post
 from litestar.params import Parameter
 
 from crm_contacts.access import access_for
-from crm_contacts.contacts.controllers import IfMatch
 from crm_contacts.fields import schemas
 from crm_contacts.fields.service import FieldService, view
-from crm_contacts.records.http import contacts_settings, master_key
+from crm_contacts.records.http import IfMatch, contacts_settings, master_key
 from crm_lib.auth import Principal
 from crm_lib.http import if_match_version
 from crm_lib.service import ServiceRuntime

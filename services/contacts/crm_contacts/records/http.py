@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request
+from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.access import access_for
 from crm_contacts.crypto import load_master_key
 from crm_contacts.records.query import ListQuery, bad_query, parse_list_query
-from crm_contacts.records.service import RecordContext
+from crm_contacts.records.service import RecordContext, RecordService
 from crm_contacts.settings import ContactsSettings
 from crm_lib.auth import Principal
 from crm_lib.service import ServiceRuntime
 
+IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False)]
+
 _master_keys: dict[str, bytes | None] = {}
+
+
+def etag(view: dict[str, Any]) -> dict[str, str]:
+    return {"ETag": f'"{view["version"]}"'}
 
 
 def master_key(settings: ContactsSettings) -> bytes | None:
@@ -48,7 +55,10 @@ async def record_context(
 
 
 def list_query(request: Request[Any, Any, Any]) -> ListQuery:
-    params = request.query_params.dict()
+    return query_from_params(request.query_params.dict())
+
+
+def query_from_params(params: dict[str, list[str]]) -> ListQuery:
     limit: int | None = None
     if "limit" in params:
         raw = params["limit"][-1]
@@ -56,6 +66,21 @@ def list_query(request: Request[Any, Any, Any]) -> ListQuery:
             raise bad_query("limit", "must be a whole number")
         limit = int(raw)
     return parse_list_query(params, limit=limit)
+
+
+async def saved_list_query(
+    request: Request[Any, Any, Any], session: AsyncSession, svc: RecordService
+) -> ListQuery:
+    """The list query of a request; ``view=<id>`` starts from a saved view's filters,
+    sort and columns, and the request's own parameters override them key by key."""
+    params = request.query_params.dict()
+    view_ref = params.pop("view", None)
+    if view_ref:
+        from crm_contacts.views.service import SavedViewService
+
+        views = SavedViewService(session, svc.ctx)
+        params = {**await views.params_for(view_ref[-1], svc.entity.name), **params}
+    return query_from_params(params)
 
 
 def flag(request: Request[Any, Any, Any], name: str) -> bool:

@@ -33,6 +33,18 @@ class RecordRepository:
             stmt = stmt.with_for_update()
         return list((await self.session.execute(stmt)).scalars())
 
+    async def find_live_by(self, column: str, value: Any) -> Any | None:
+        """The oldest live record whose ``column`` equals ``value`` (upsert keys)."""
+        attr = getattr(self.model, column)
+        stmt = (
+            self.live()
+            .where(attr == value)
+            .order_by(self.model.created_at, self.model.id)
+            .limit(1)
+            .with_for_update()
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def insert(self, values: dict[str, Any]) -> Any:
         stmt = insert(self.model).values(**values).returning(self.model)
         return (await self.session.execute(stmt)).scalar_one()

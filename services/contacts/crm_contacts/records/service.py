@@ -86,6 +86,8 @@ def field_problem(errors: list[dict[str, str]]) -> ProblemError:
 
 class RecordService:
     entity: EntityDef
+    #: Fields a batch upsert may match existing records on.
+    upsert_keys: tuple[str, ...] = ()
 
     def __init__(self, session: AsyncSession, ctx: RecordContext) -> None:
         self.session = session
@@ -177,6 +179,20 @@ class RecordService:
                 errors=[{"field": "fields", "message": "unknown: " + ", ".join(unknown[:10])}],
             )
         return fields
+
+    async def check_query(self, query: ListQuery) -> None:
+        """Compile a stored query's filters, sort and fields without running it (422 if bad)."""
+        self.check_fields(query.fields)
+        builder = RecordQueryBuilder(
+            self.entity.model,
+            self.entity.columns,
+            await self.specs(),
+            self.entity.default_sort,
+            self.access.user_id,
+        )
+        for name, op, raw in query.filters:
+            builder.condition(name, op, raw)
+        builder.sort_expr(query.sort)
 
     async def page(self, query: ListQuery) -> Page[dict[str, Any]]:
         fields = self.check_fields(query.fields)
@@ -371,10 +387,37 @@ class RecordService:
             actor=self.access.actor,
         )
 
+    @staticmethod
+    def differs(row: Any, values: Mapping[str, Any]) -> bool:
+        """Would writing ``values`` change anything a user can see?"""
+        for key, new in values.items():
+            if key in ("updated_by", "search_text"):
+                continue
+            old = getattr(row, key)
+            if key == "tag_ids":
+                if sorted(map(str, old)) != sorted(map(str, new)):
+                    return True
+            elif jsonable(old) != jsonable(new):
+                return True
+        return False
+
+    def key_value(self, key: str, data: Any) -> Any:
+        """The normalised value of upsert key ``key`` in a create payload."""
+        return getattr(data, key, None)
+
+    async def find_by_key(self, key: str, data: Any) -> Any | None:
+        value = self.key_value(key, data)
+        if value is None:
+            raise field_problem([{"field": key, "message": f"upsert on {key} needs a value"}])
+        return await self.repo.find_live_by(key, value)
+
     async def apply_update(
         self, row: Any, values: dict[str, Any], reason: str = "update"
     ) -> tuple[Any, dict[str, Any]]:
         """Write ``values`` to ``row``; history and the updated event if anything changed."""
+        if not self.differs(row, values):
+            # A no-op write keeps its version, so replays and idempotent upserts stay quiet.
+            return row, {}
         before = self.snapshot(row)
         values["updated_by"] = self.access.actor
         updated = await self.repo.update(row.id, values)

@@ -7,7 +7,7 @@ import uuid
 from litestar import Controller, delete, get, patch, post
 
 from crm_contacts.access import access_for
-from crm_contacts.contacts.controllers import IfMatch
+from crm_contacts.records.http import IfMatch
 from crm_contacts.tags import schemas
 from crm_contacts.tags.service import TagService
 from crm_lib.auth import Principal
