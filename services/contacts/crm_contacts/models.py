@@ -354,3 +354,219 @@ class TeamRule(TenantBase):
     team_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     access: Mapped[str] = mapped_column(String(10), nullable=False)
     created_at: Mapped[datetime] = _now()
+
+
+# --------------------------------------------------------------------------- merges and GDPR
+# (con_t0004; code in crm_contacts/merges and crm_contacts/privacy)
+
+
+class Merge(TenantBase):
+    """One merge of contacts (or companies): what changed, and what undo needs."""
+
+    __tablename__ = "merges"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(20), nullable=False)
+    winner_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    loser_ids: Mapped[list[uuid.UUID]] = _uuid_array()
+    choices: Mapped[dict[str, Any]] = _json_object()
+    changed_fields: Mapped[list[str]] = _json_array()
+    # The winner's pre-merge values and every re-pointed row (cleared by an erasure).
+    snapshot: Mapped[dict[str, Any]] = _json_object()
+    # The winner's version right after the merge: undo refuses once it moved on.
+    winner_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    # merged | undone | erased (an erasure touched it: undo impossible)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default=text("'merged'"))
+    actor: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _now()
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    undone_by: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (
+        Index("ix_merges_winner_id", "winner_id"),
+        Index("ix_merges_loser_ids", "loser_ids", postgresql_using="gin"),
+    )
+
+
+class GdprRequest(TenantBase):
+    """A GDPR export or erasure of one contact, completed when every service answered."""
+
+    __tablename__ = "gdpr_requests"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)  # export | erasure
+    contact_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    # pending | completed
+    status: Mapped[str] = mapped_column(
+        String(20), nullable=False, server_default=text("'pending'")
+    )
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _now()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_gdpr_requests_contact_id", "contact_id", "kind"),
+        # One erasure per contact: asking again answers the same receipt.
+        Index(
+            "uq_gdpr_requests_erasure",
+            "contact_id",
+            unique=True,
+            postgresql_where=text("kind = 'erasure'"),
+        ),
+    )
+
+
+class GdprReceipt(TenantBase):
+    """One service's answer to a GDPR request."""
+
+    __tablename__ = "gdpr_receipts"
+
+    request_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("gdpr_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    service: Mapped[str] = mapped_column(String(20), primary_key=True)
+    details: Mapped[dict[str, Any]] = _json_object()
+    received_at: Mapped[datetime] = _now()
+
+
+# ---------------------------------------------------------------------------------------
+# Import and export jobs (crm_contacts.imports / crm_contacts.exports, migration con_t0003)
+# ---------------------------------------------------------------------------------------
+
+
+class ImportJob(TenantBase):
+    """One uploaded CSV file and its (dry or real) run, checkpointed chunk by chunk."""
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(20), nullable=False)
+    # uploaded | queued | running | validated | completed | failed | revert_queued
+    # | reverting | reverted
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    filename: Mapped[str | None] = mapped_column(String(300))
+    encoding: Mapped[str] = mapped_column(String(20), nullable=False)
+    columns: Mapped[list[str]] = _json_array()
+    total_rows: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    chunk_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    mapping: Mapped[dict[str, Any]] = _json_object()
+    options: Mapped[dict[str, Any]] = _json_object()
+    dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    # The next chunk to process (import) or to revert.
+    checkpoint: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    counts: Mapped[dict[str, Any]] = _json_object()
+    principal: Mapped[dict[str, Any]] = _json_object()
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_by_user: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_import_jobs_created", "created_at", "id"),
+        Index("ix_import_jobs_status", "status"),
+    )
+
+
+class ImportChunk(TenantBase):
+    """The uploaded rows, parsed once and stored durably in fixed-size chunks."""
+
+    __tablename__ = "import_chunks"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_row: Mapped[int] = mapped_column(Integer, nullable=False)
+    row_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    # msgpack of [[row number, [cells...]], ...]
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # Ids of the records this chunk created (revert deletes them).
+    created_ids: Mapped[list[uuid.UUID]] = _uuid_array()
+
+    __table_args__ = (
+        Index("ix_import_chunks_created_ids", "created_ids", postgresql_using="gin"),
+    )
+
+
+class ImportRowError(TenantBase):
+    """A row problem found by a dry or real run (row number, column, message)."""
+
+    __tablename__ = "import_errors"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("import_jobs.id", ondelete="CASCADE"), nullable=False
+    )
+    row_no: Mapped[int] = mapped_column(Integer, nullable=False)
+    column: Mapped[str | None] = mapped_column(String(300))
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    value: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_import_errors_job_row", "job_id", "row_no", "id"),)
+
+
+class ImportUpdate(TenantBase):
+    """Before-image of a record an import changed (revert restores it)."""
+
+    __tablename__ = "import_updates"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    record_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    before: Mapped[dict[str, Any]] = _json_object()
+    version_after: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __table_args__ = (Index("ix_import_updates_job_seq", "job_id", "seq"),)
+
+
+class ExportJob(TenantBase):
+    """A CSV/JSON export of a filtered list, written in pages by the worker."""
+
+    __tablename__ = "export_jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(20), nullable=False)
+    format: Mapped[str] = mapped_column(String(10), nullable=False)
+    # queued | running | completed | failed
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    query: Mapped[dict[str, Any]] = _json_object()
+    fields: Mapped[list[str]] = _json_array()
+    principal: Mapped[dict[str, Any]] = _json_object()
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_by_user: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    row_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    byte_count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    chunk_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # The list cursor after the last written page (resume point).
+    cursor: Mapped[str | None] = mapped_column(Text)
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_export_jobs_created", "created_at", "id"),
+        Index("ix_export_jobs_status", "status"),
+    )
+
+
+class ExportChunk(TenantBase):
+    __tablename__ = "export_chunks"
+
+    export_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("export_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

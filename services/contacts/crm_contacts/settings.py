@@ -18,3 +18,16 @@ class ContactsSettings(PlatformSettings):
     merge_undo_hours: int = 72
     # Typo tolerance of the search box (pg_trgm word similarity, 0..1; lower = fuzzier).
     search_word_similarity: float = 0.45
+    # Imports and exports (crm_contacts.imports / crm_contacts.exports).
+    import_max_bytes: int = 100 * 1024 * 1024
+    import_chunk_rows: int = 5000
+    # Per-record contacts.contact.created/updated events only for files up to this many
+    # rows; bigger imports announce one contacts.import.completed (docs/events.md).
+    import_record_events_max: int = 1000
+    # Worker: a job's lease (renewed every chunk), retry delay and attempts, and how
+    # often every tenant is swept for jobs a dead worker left behind.
+    job_lease_seconds: int = 120
+    job_retry_seconds: float = 2.0
+    job_max_attempts: int = 5
+    job_sweep_seconds: float = 30.0
+    export_page_rows: int = 500

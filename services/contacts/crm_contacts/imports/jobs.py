@@ -1,0 +1,255 @@
+"""One step of an import job: a chunk imported (or validated), or a chunk reverted.
+
+Each step runs in one tenant transaction that also advances the job's checkpoint
+(and renews its lease); a worker that dies mid-step leaves nothing behind and the
+next holder of the lease continues from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_contacts.access import access_for
+from crm_contacts.contacts.service import ContactService
+from crm_contacts.imports import csvfile
+from crm_contacts.imports.processor import ContactImporter, DryState, Options
+from crm_contacts.imports.repository import ImportRepository
+from crm_contacts.imports.service import principal_of
+from crm_contacts.models import Contact, ImportJob
+from crm_contacts.records.http import master_key
+from crm_contacts.records.service import RecordContext
+from crm_contacts.settings import ContactsSettings
+from crm_lib.events import emit
+
+#: Test hook: called with (job id, chunk seq) inside a chunk's transaction, after the
+#: chunk is written and before the checkpoint moves (raise to simulate a crash).
+FAULTS: dict[uuid.UUID, Callable[[uuid.UUID, int], Awaitable[None]]] = {}
+
+
+async def record_context(
+    session: AsyncSession, principal_record: dict[str, Any], settings: ContactsSettings
+) -> RecordContext:
+    principal = principal_of(principal_record)
+    return RecordContext(
+        access=await access_for(session, principal),
+        master_key=master_key(settings),
+        word_similarity=settings.search_word_similarity,
+        duplicate_similarity=settings.duplicate_name_similarity,
+    )
+
+
+def _lease(settings: ContactsSettings) -> Any:
+    return func.now() + text(f"interval '{int(settings.job_lease_seconds)} seconds'")
+
+
+async def import_step(
+    session: AsyncSession,
+    job: ImportJob,
+    settings: ContactsSettings,
+    dry: DryState | None,
+) -> bool:
+    """Process the chunk at the checkpoint; True when the job is finished."""
+    repo = ImportRepository(session)
+    if job.status == "queued":
+        await repo.set(job.id, status="running", started_at=func.now())
+    if job.checkpoint >= job.chunk_count:
+        await _finish_import(session, job)
+        return True
+    chunk = await repo.chunk(job.id, job.checkpoint)
+    assert chunk is not None
+    ctx = await record_context(session, job.principal, settings)
+    svc = ContactService(session, ctx)
+    importer = ContactImporter(
+        session,
+        svc,
+        job.id,
+        job.columns,
+        job.mapping,
+        Options.of(job.options),
+        emit_record_events=job.total_rows <= settings.import_record_events_max,
+    )
+    result = await importer.process(chunk.seq, csvfile.unpack(chunk.data), dry=dry)
+    await repo.add_errors(job.id, result.errors)
+    if result.created_ids:
+        await repo.set_created(job.id, chunk.seq, result.created_ids)
+    fault = FAULTS.get(job.id)
+    if fault is not None:
+        await fault(job.id, chunk.seq)
+    counts = dict(job.counts)
+    counts["processed"] = int(counts.get("processed", 0)) + chunk.row_count
+    for key in ("created", "updated", "unchanged", "failed"):
+        counts[key] = int(counts.get(key, 0)) + getattr(result, key)
+    await repo.set(
+        job.id,
+        checkpoint=job.checkpoint + 1,
+        counts=counts,
+        lease_until=_lease(settings),
+        last_error=None,
+    )
+    return False
+
+
+async def _finish_import(session: AsyncSession, job: ImportJob) -> None:
+    repo = ImportRepository(session)
+    status = "validated" if job.dry_run else "completed"
+    await repo.set(
+        job.id, status=status, finished_at=func.now(), lease_token=None, lease_until=None
+    )
+    counts = {k: int(job.counts.get(k, 0)) for k in ("created", "updated", "unchanged", "failed")}
+    if job.dry_run:
+        return
+    await repo.audit(
+        actor=job.created_by,
+        action="import",
+        entity="contact",
+        record_count=counts["created"] + counts["updated"],
+        details={"import_id": str(job.id), "filename": job.filename, **counts},
+    )
+    await emit(
+        session,
+        "contacts.import.completed",
+        job.principal["tenant_id"],
+        {
+            "import_id": str(job.id),
+            "entity": job.entity,
+            "mode": job.options.get("mode"),
+            "total": job.total_rows,
+            **counts,
+        },
+        actor=job.created_by,
+    )
+
+
+async def revert_step(session: AsyncSession, job: ImportJob, settings: ContactsSettings) -> bool:
+    """Undo the chunk at the checkpoint (last chunk first); True when done."""
+    repo = ImportRepository(session)
+    if job.status == "revert_queued":
+        await repo.set(job.id, status="reverting")
+    if job.checkpoint < 0:
+        await repo.set(
+            job.id, status="reverted", finished_at=func.now(), lease_token=None, lease_until=None
+        )
+        await repo.audit(
+            actor=job.principal.get("subject"),
+            action="import_revert",
+            entity="contact",
+            record_count=int(job.counts.get("reverted", 0)),
+            details={
+                "import_id": str(job.id),
+                "skipped": int(job.counts.get("revert_skipped", 0)),
+            },
+        )
+        await emit(
+            session,
+            "contacts.import.reverted",
+            job.principal["tenant_id"],
+            {
+                "import_id": str(job.id),
+                "reverted": int(job.counts.get("reverted", 0)),
+                "skipped": int(job.counts.get("revert_skipped", 0)),
+            },
+            actor=job.principal.get("subject"),
+        )
+        return True
+    ctx = await record_context(session, job.principal, settings)
+    svc = ContactService(session, ctx)
+    events = job.total_rows <= settings.import_record_events_max
+    reverted = skipped = 0
+    # Updates first: restore each before-image if nobody changed the record since.
+    for change in await repo.updates(job.id, job.checkpoint):
+        row = await svc.repo.get(change.record_id, lock=True)
+        if row is None or row.version != change.version_after:
+            skipped += 1
+            continue
+        values = _restore_values(change.before)
+        if events:
+            await svc.apply_update(row, values, reason="revert")
+        else:
+            await _quiet_update(svc, row, values)
+        reverted += 1
+    chunk = await repo.chunk(job.id, job.checkpoint)
+    if chunk is not None and chunk.created_ids:
+        gone = await session.execute(
+            text(
+                "UPDATE contacts SET deleted_at = now(), version = version + 1,"
+                " updated_at = now(), updated_by = :actor"
+                " WHERE id = ANY(CAST(:ids AS uuid[])) AND version = 1 AND deleted_at IS NULL"
+                " RETURNING id, owner_id, version"
+            ),
+            {"ids": list(chunk.created_ids), "actor": ctx.access.actor},
+        )
+        deleted = gone.all()
+        skipped += len(chunk.created_ids) - len(deleted)
+        reverted += len(deleted)
+        await svc.repo.add_changes(
+            [
+                {
+                    "entity": "contact",
+                    "record_id": r.id,
+                    "field": "deleted",
+                    "old_value": False,
+                    "new_value": True,
+                    "reason": "revert",
+                    "actor": ctx.access.actor,
+                }
+                for r in deleted
+            ]
+        )
+        if events:
+            for r in deleted:
+                await emit(
+                    session,
+                    "contacts.contact.deleted",
+                    job.principal["tenant_id"],
+                    {
+                        "contact_id": str(r.id),
+                        "owner_id": str(r.owner_id) if r.owner_id else None,
+                        "version": r.version,
+                        "import_id": str(job.id),
+                    },
+                    actor=ctx.access.actor,
+                )
+    counts = dict(job.counts)
+    counts["reverted"] = int(counts.get("reverted", 0)) + reverted
+    counts["revert_skipped"] = int(counts.get("revert_skipped", 0)) + skipped
+    await repo.set(
+        job.id, checkpoint=job.checkpoint - 1, counts=counts, lease_until=_lease(settings)
+    )
+    return False
+
+
+def _restore_values(before: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in before.items():
+        if key in ("company_id", "owner_id") and value is not None:
+            out[key] = uuid.UUID(value)
+        elif key == "tag_ids":
+            out[key] = [uuid.UUID(v) for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+async def _quiet_update(svc: ContactService, row: Contact, values: dict[str, Any]) -> None:
+    """A restore without a per-record event (big imports): history only."""
+    before = svc.snapshot(row)
+    values["updated_by"] = svc.access.actor
+    updated = await svc.repo.update(row.id, values)
+    changes = svc.diff(before, svc.snapshot(updated))
+    if changes:
+        await svc.record_history(row.id, changes, "revert")
+
+
+async def load_job(session: AsyncSession, job_id: uuid.UUID) -> ImportJob | None:
+    return (
+        await session.execute(select(ImportJob).where(ImportJob.id == job_id).with_for_update())
+    ).scalar_one_or_none()
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:1000]

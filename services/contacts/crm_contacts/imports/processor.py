@@ -1,0 +1,1114 @@
+"""The import write path: validate a chunk of rows in bulk, then write it set-based.
+
+Each row is turned into the API's ``ContactCreate`` shape and validated by msgspec
+with the very same types (names, emails, phones, address, lifecycle stage, external
+id), then normalised like ``ContactService`` (emails lower-cased, phone digits,
+custom fields through ``fields.values.validate_values``, search text). Creates go
+in with one ``COPY`` into the tenant's ``contacts`` table; updates are copied into
+a temporary table and applied with one ``UPDATE … FROM``. Field history rows are
+copied too. Everything happens in the caller's transaction, which also advances the
+job's checkpoint, so a chunk is either entirely written or not at all.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_contacts.companies.schemas import CompanyCreate
+from crm_contacts.companies.service import CompanyService
+from crm_contacts.contacts.schemas import ContactCreate
+from crm_contacts.contacts.service import ContactService, phone_digits, search_text
+from crm_contacts.fields.values import FieldErrors, FieldSpec, validate_values
+from crm_contacts.imports.csvfile import TOO_LARGE
+from crm_contacts.models import Company, Contact, Member
+from crm_contacts.records.service import REDACTED, jsonable
+from crm_lib.events import emit
+from crm_lib.http import ProblemError
+
+STANDARD_TARGETS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "title",
+    "company",
+    "company_id",
+    "lifecycle_stage",
+    "owner",
+    "tags",
+    "source",
+    "external_id",
+    "address.street",
+    "address.city",
+    "address.region",
+    "address.postal_code",
+    "address.country",
+    "consent.email_marketing",
+    "consent.sms",
+    "consent.phone_calls",
+    "consent.tracking",
+)
+MODES = ("create", "update", "upsert")
+MATCH_KEYS = ("email", "external_id")
+
+#: Columns an import writes (``search_vector`` is generated from ``search_text``).
+CREATE_COLUMNS = (
+    "id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "company_id",
+    "owner_id",
+    "lifecycle_stage",
+    "custom_fields",
+    "emails",
+    "phones",
+    "title",
+    "address",
+    "source",
+    "consent",
+    "external_id",
+    "tag_ids",
+    "sensitive_fields",
+    "created_by",
+    "updated_by",
+    "search_text",
+)
+JSON_COLUMNS = frozenset(
+    {"custom_fields", "emails", "phones", "address", "consent", "sensitive_fields"}
+)
+#: What an update may change (and what a revert restores).
+UPDATE_COLUMNS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "company_id",
+    "owner_id",
+    "lifecycle_stage",
+    "custom_fields",
+    "emails",
+    "phones",
+    "title",
+    "address",
+    "source",
+    "consent",
+    "external_id",
+    "tag_ids",
+    "sensitive_fields",
+    "search_text",
+)
+TRACKED = (
+    "first_name",
+    "last_name",
+    "emails",
+    "phones",
+    "title",
+    "company_id",
+    "address",
+    "source",
+    "lifecycle_stage",
+    "owner_id",
+    "consent",
+    "external_id",
+)
+_PATH = re.compile(r"at `\$\.([a-z_]+)(?:\[\d+\])?(?:\.([a-z_]+))?")
+_json = msgspec.json.Encoder()
+_TRUE = frozenset({"true", "yes", "y", "1", "x"})
+_FALSE = frozenset({"false", "no", "n", "0", ""})
+
+
+@dataclass
+class RowError:
+    row_no: int
+    column: str | None
+    message: str
+    value: str | None = None
+
+
+@dataclass
+class Options:
+    mode: str = "create"
+    match_on: str | None = None
+    allow_duplicates: bool = False
+    tag_separator: str = ";"
+    create_companies: bool = True
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> Options:
+        return cls(
+            mode=raw.get("mode", "create"),
+            match_on=raw.get("match_on"),
+            allow_duplicates=bool(raw.get("allow_duplicates", False)),
+            tag_separator=raw.get("tag_separator") or ";",
+            create_companies=bool(raw.get("create_companies", True)),
+        )
+
+
+@dataclass
+class DryState:
+    """What a dry run remembers across chunks (nothing is written, so rows of earlier
+    chunks must be remembered to find repeats)."""
+
+    emails: dict[str, int] = field(default_factory=dict)
+    phones: dict[str, int] = field(default_factory=dict)
+    keys: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ChunkResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    created_ids: list[uuid.UUID] = field(default_factory=list)
+    #: (record id, before-image, version after)
+    updates: list[tuple[uuid.UUID, dict[str, Any], int]] = field(default_factory=list)
+
+
+@dataclass
+class Candidate:
+    row_no: int
+    data: ContactCreate
+    emails: list[dict[str, Any]]
+    phones: list[dict[str, Any]]
+    #: Which optional parts the row actually carries (updates only touch those).
+    given: set[str]
+    company_name: str | None
+    owner_id: uuid.UUID | None
+    owner_given: bool
+    custom: dict[str, Any]
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError("must be true or false (yes/no, 1/0)")
+
+
+def custom_cell(spec: FieldSpec, raw: str, separator: str) -> Any:
+    """A CSV cell as the JSON value the API would receive for this custom field."""
+    kind = spec.type
+    if kind == "number":
+        try:
+            number = float(raw.replace(",", "")) if "." in raw or "e" in raw.lower() else int(raw)
+        except ValueError:
+            return raw  # validation reports "must be a number"
+        return number
+    if kind == "boolean":
+        try:
+            return _bool(raw)
+        except ValueError:
+            return raw
+    if kind == "multi_select":
+        return [v.strip() for v in raw.split(separator) if v.strip()]
+    if kind == "currency":
+        match = re.fullmatch(r"([A-Z]{3})?\s*(-?[0-9][0-9,]*(?:\.[0-9]+)?)\s*([A-Z]{3})?", raw)
+        if not match:
+            return raw
+        amount_text = match.group(2).replace(",", "")
+        amount: float | int = float(amount_text) if "." in amount_text else int(amount_text)
+        code = match.group(1) or match.group(3)
+        return {"amount": amount, **({"currency": code} if code else {})}
+    return raw
+
+
+class ContactImporter:
+    """Validates and writes chunks of one import job for one caller."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        svc: ContactService,
+        job_id: uuid.UUID,
+        columns: list[str],
+        mapping: Mapping[str, str | None],
+        options: Options,
+        *,
+        emit_record_events: bool,
+    ) -> None:
+        self.session = session
+        self.svc = svc
+        self.access = svc.access
+        self.job_id = job_id
+        self.columns = columns
+        self.options = options
+        self.emit_record_events = emit_record_events
+        self.targets: list[tuple[int, str]] = []
+        self.column_of: dict[str, str] = {}
+        index = {c: i for i, c in enumerate(columns)}
+        for column, target in mapping.items():
+            if target:
+                self.targets.append((index[column], target))
+                self.column_of[target] = column
+        self.may_reassign = self.access.may_reassign()
+
+    # ------------------------------------------------------------------ validation
+    def _column(self, path_field: str, sub: str | None) -> str | None:
+        if path_field == "emails":
+            return self.column_of.get("email")
+        if path_field == "phones":
+            return self.column_of.get("phone")
+        if path_field in ("address", "consent") and sub:
+            return self.column_of.get(f"{path_field}.{sub}")
+        return self.column_of.get(path_field)
+
+    def _cell_value(self, cells: list[str], column: str | None) -> str | None:
+        if column is None:
+            return None
+        i = self.columns.index(column)
+        return cells[i][:200] if i < len(cells) else None
+
+    def build(
+        self, row_no: int, cells: list[str], specs: Mapping[str, FieldSpec]
+    ) -> Candidate | RowError:
+        """The row as the API's create shape, validated by the API's rules."""
+        if len(cells) != len(self.columns):
+            return RowError(
+                row_no,
+                None,
+                f"has {len(cells)} cells; the header has {len(self.columns)} columns",
+            )
+        payload: dict[str, Any] = {}
+        custom_raw: dict[str, Any] = {}
+        company_name: str | None = None
+        owner_raw: str | None = None
+        given: set[str] = set()
+        for i, target in self.targets:
+            raw = cells[i]
+            if raw == TOO_LARGE:
+                return RowError(row_no, self.columns[i], "field is too large (max 32768 chars)")
+            value = raw.strip()
+            if not value:
+                continue
+            given.add(target.split(".", 1)[0])
+            if target in ("first_name", "last_name", "title", "source", "external_id"):
+                payload[target] = value
+            elif target == "lifecycle_stage":
+                payload[target] = re.sub(r"[\s\-]+", "_", value.lower())
+            elif target == "email":
+                payload["emails"] = [{"address": value}]
+            elif target == "phone":
+                payload["phones"] = [{"number": value}]
+            elif target == "tags":
+                payload["tags"] = [
+                    t.strip() for t in value.split(self.options.tag_separator) if t.strip()
+                ]
+            elif target == "company":
+                company_name = value[:300]
+            elif target == "company_id":
+                payload["company_id"] = value
+            elif target == "owner":
+                owner_raw = value
+            elif target.startswith("address."):
+                part = target.split(".", 1)[1]
+                payload.setdefault("address", {})[part] = (
+                    value.upper() if part == "country" else value
+                )
+            elif target.startswith("consent."):
+                try:
+                    payload.setdefault("consent", {})[target.split(".", 1)[1]] = _bool(value)
+                except ValueError as exc:
+                    return RowError(row_no, self.columns[i], str(exc), value[:200])
+            elif target.startswith("cf."):
+                key = target[3:]
+                spec = specs.get(key)
+                custom_raw[key] = (
+                    custom_cell(spec, value, self.options.tag_separator) if spec else value
+                )
+        try:
+            data = msgspec.convert(payload, ContactCreate)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            match = _PATH.search(message)
+            column = self._column(match.group(1), match.group(2)) if match else None
+            return RowError(
+                row_no, column, message.split(" - at ")[0], self._cell_value(cells, column)
+            )
+        emails = [{"address": e.address.strip().lower()} for e in data.emails]
+        phones = []
+        for entry in data.phones:
+            number = phone_digits(entry.number)
+            if len(number.lstrip("+")) < 3:
+                return RowError(
+                    row_no, self.column_of.get("phone"), "has too few digits", entry.number
+                )
+            phones.append({"number": number})
+        owner_id: uuid.UUID | None = None
+        owner_given = False
+        if owner_raw is not None and self.may_reassign:
+            try:
+                owner_id = uuid.UUID(owner_raw)
+            except ValueError:
+                return RowError(
+                    row_no,
+                    self.column_of.get("owner"),
+                    "must be the id of an active user of this tenant",
+                    owner_raw[:200],
+                )
+            owner_given = True
+        return Candidate(
+            row_no,
+            data,
+            emails,
+            phones,
+            given,
+            company_name,
+            owner_id,
+            owner_given,
+            custom_raw,
+        )
+
+    def _custom(
+        self, row: Candidate, specs: Mapping[str, FieldSpec], creating: bool
+    ) -> dict[str, Any] | RowError:
+        try:
+            return validate_values(specs, row.custom, creating=creating)
+        except FieldErrors as exc:
+            first = exc.errors[0]
+            key = first["field"].removeprefix("custom_fields.")
+            column = self.column_of.get(f"cf.{key}")
+            raw = row.custom.get(key)
+            return RowError(
+                row.row_no,
+                column,
+                "; ".join(e["message"] for e in exc.errors if e["field"] == first["field"]),
+                None if raw is None else str(raw)[:200],
+            )
+
+    # ------------------------------------------------------------------ lookups
+    async def _existing_by(self, column: str, values: list[str]) -> dict[str, list[Contact]]:
+        if not values:
+            return {}
+        model_col = getattr(Contact, column)
+        stmt = select(Contact).where(model_col.in_(values), Contact.deleted_at.is_(None))
+        out: dict[str, list[Contact]] = {}
+        for row in (await self.session.execute(stmt.with_for_update())).scalars():
+            out.setdefault(getattr(row, column), []).append(row)
+        return out
+
+    async def _ids_by(self, column: str, values: list[str]) -> dict[str, uuid.UUID]:
+        if not values:
+            return {}
+        model_col = getattr(Contact, column)
+        rows = await self.session.execute(
+            select(model_col, Contact.id).where(model_col.in_(values), Contact.deleted_at.is_(None))
+        )
+        out: dict[str, uuid.UUID] = {}
+        for value, record_id in rows.all():
+            out.setdefault(value, record_id)
+        return out
+
+    async def _companies(self, names: set[str], dry_run: bool) -> dict[str, uuid.UUID | None]:
+        if not names:
+            return {}
+        lowered = {n.lower(): n for n in names}
+        rows = await self.session.execute(
+            select(func.lower(Company.name), Company.id).where(
+                func.lower(Company.name).in_(list(lowered)), Company.deleted_at.is_(None)
+            )
+        )
+        found: dict[str, uuid.UUID | None] = {}
+        for name, company_id in rows.all():
+            found.setdefault(name, company_id)
+        for low, name in lowered.items():
+            if low in found:
+                continue
+            if dry_run or not self.options.create_companies:
+                found[low] = None
+                continue
+            companies = CompanyService(self.session, self.svc.ctx)
+            try:
+                async with self.session.begin_nested():
+                    row = await companies.create(CompanyCreate(name=name), allow_duplicate=True)
+                found[low] = row.id
+            except ProblemError:
+                found[low] = None
+        return found
+
+    async def _active_owners(self, ids: set[uuid.UUID]) -> set[uuid.UUID]:
+        if not ids:
+            return set()
+        rows = await self.session.scalars(
+            select(Member.user_id).where(Member.user_id.in_(list(ids)), Member.active)
+        )
+        return set(rows)
+
+    async def _already_imported(self, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Records this job created or changed in an earlier chunk (a key repeated in
+        the file): each record is touched at most once per import, so revert is exact."""
+        if not ids:
+            return set()
+        rows = await self.session.execute(
+            text(
+                "SELECT m.id FROM unnest(CAST(:ids AS uuid[])) AS m(id) WHERE EXISTS ("
+                " SELECT 1 FROM import_chunks c WHERE c.job_id = :job"
+                " AND c.created_ids @> ARRAY[m.id]) OR EXISTS ("
+                " SELECT 1 FROM import_updates u WHERE u.job_id = :job AND u.record_id = m.id)"
+            ),
+            {"ids": ids, "job": self.job_id},
+        )
+        return {r[0] for r in rows.all()}
+
+    # ------------------------------------------------------------------ the chunk
+    async def process(
+        self,
+        seq: int,
+        rows: list[tuple[int, list[str]]],
+        *,
+        dry: DryState | None = None,
+    ) -> ChunkResult:
+        result = ChunkResult()
+        specs = await self.svc.specs()
+        options = self.options
+        candidates: list[Candidate] = []
+        for row_no, cells in rows:
+            built = self.build(row_no, cells, specs)
+            if isinstance(built, RowError):
+                result.errors.append(built)
+            else:
+                candidates.append(built)
+
+        # Which rows match existing records (update / upsert)?
+        matches: dict[int, Contact] = {}
+        if options.mode in ("update", "upsert"):
+            key = options.match_on or "email"
+            keyed: dict[str, Candidate] = {}
+            kept = []
+            for row in candidates:
+                value = self._key_of(row, key)
+                if value is None:
+                    result.errors.append(
+                        RowError(row.row_no, self.column_of.get(key), f"needs a {key} to match on")
+                    )
+                    continue
+                earlier = keyed.get(value) or None
+                first_row = dry.keys.get(value) if dry is not None else None
+                if earlier is not None or first_row is not None:
+                    result.errors.append(
+                        RowError(
+                            row.row_no,
+                            self.column_of.get(key),
+                            f"repeats the {key} of row "
+                            f"{earlier.row_no if earlier else first_row} of this file",
+                            value[:200],
+                        )
+                    )
+                    continue
+                keyed[value] = row
+                kept.append(row)
+            candidates = kept
+            existing = await self._existing_by(key, list(keyed))
+            repeated = await self._already_imported([r.id for rs in existing.values() for r in rs])
+            kept = []
+            for row in candidates:
+                value = self._key_of(row, key)
+                assert value is not None
+                found = existing.get(value, [])
+                if len(found) > 1:
+                    result.errors.append(
+                        RowError(
+                            row.row_no,
+                            self.column_of.get(key),
+                            f"{len(found)} contacts have this {key}: "
+                            + ", ".join(str(f.id) for f in found[:3]),
+                            value[:200],
+                        )
+                    )
+                    continue
+                if found:
+                    record = found[0]
+                    if record.id in repeated:
+                        result.errors.append(
+                            RowError(
+                                row.row_no,
+                                self.column_of.get(key),
+                                f"repeats the {key} of an earlier row of this file",
+                                value[:200],
+                            )
+                        )
+                        continue
+                    if not self.access.may_read(record.owner_id):
+                        result.errors.append(
+                            RowError(
+                                row.row_no,
+                                self.column_of.get(key),
+                                f"a contact with this {key} exists that you cannot change",
+                                value[:200],
+                            )
+                        )
+                        continue
+                    if not self.access.may_write(record.owner_id):
+                        result.errors.append(
+                            RowError(
+                                row.row_no,
+                                self.column_of.get(key),
+                                f"you cannot change the contact {record.id}",
+                                value[:200],
+                            )
+                        )
+                        continue
+                    matches[row.row_no] = record
+                elif options.mode == "update":
+                    result.errors.append(
+                        RowError(
+                            row.row_no,
+                            self.column_of.get(key),
+                            f"no contact has this {key}",
+                            value[:200],
+                        )
+                    )
+                    continue
+                if dry is not None:
+                    dry.keys[value] = row.row_no
+                kept.append(row)
+            candidates = kept
+
+        creates = [r for r in candidates if r.row_no not in matches]
+        updates = [r for r in candidates if r.row_no in matches]
+
+        # Creates: same rules as POST /contacts (needs a name/email/phone, no duplicate).
+        creates = await self._check_creates(creates, result, dry)
+
+        # Companies and owners (shared lookups).
+        names = {r.company_name for r in creates + updates if r.company_name}
+        companies = await self._companies(names, dry is not None)
+        owners = await self._active_owners({r.owner_id for r in candidates if r.owner_id})
+        tag_names = {t for r in creates + updates for t in r.data.tags}
+        tag_ids: dict[str, uuid.UUID] = {}
+        if tag_names and dry is None:
+            ordered = sorted(tag_names, key=str.lower)
+            for name, tag_id in zip(ordered, await self.svc.tags.resolve(ordered), strict=True):
+                tag_ids[name.strip().lower()] = tag_id
+
+        new_rows: list[dict[str, Any]] = []
+        for row in creates:
+            values = await self._create_values(row, specs, companies, owners, tag_ids, dry)
+            if isinstance(values, RowError):
+                result.errors.append(values)
+                continue
+            new_rows.append(values)
+        changed: list[tuple[Contact, dict[str, Any], dict[str, Any]]] = []
+        for row in updates:
+            record = matches[row.row_no]
+            values = await self._update_values(row, record, specs, companies, owners, tag_ids, dry)
+            if isinstance(values, RowError):
+                result.errors.append(values)
+            elif values:
+                changed.append((record, values, self._before(record, values)))
+            else:
+                result.unchanged += 1
+
+        result.failed = len(result.errors)
+        result.created = len(new_rows)
+        result.updated = len(changed)
+        if dry is None:
+            await self._write_creates(new_rows, result)
+            await self._write_updates(seq, changed, result)
+        return result
+
+    @staticmethod
+    def _key_of(row: Candidate, key: str) -> str | None:
+        if key == "email":
+            return row.emails[0]["address"] if row.emails else None
+        return row.data.external_id
+
+    async def _check_creates(
+        self, rows: list[Candidate], result: ChunkResult, dry: DryState | None
+    ) -> list[Candidate]:
+        emails = await self._ids_by("email", [r.emails[0]["address"] for r in rows if r.emails])
+        phones = await self._ids_by("phone", [r.phones[0]["number"] for r in rows if r.phones])
+        externals = await self._ids_by(
+            "external_id", [r.data.external_id for r in rows if r.data.external_id]
+        )
+        seen_email: dict[str, int] = {}
+        seen_phone: dict[str, int] = {}
+        seen_ext: dict[str, int] = {}
+        kept = []
+        for row in rows:
+            data = row.data
+            if not (data.first_name or data.last_name or row.emails or row.phones):
+                result.errors.append(
+                    RowError(row.row_no, None, "a contact needs a name, an email or a phone")
+                )
+                continue
+            email = row.emails[0]["address"] if row.emails else None
+            phone = row.phones[0]["number"] if row.phones else None
+            ext = data.external_id
+            problem: RowError | None = None
+            if ext is not None:
+                earlier = seen_ext.get(ext) or (dry.keys.get("x:" + ext) if dry else None)
+                if ext in externals:
+                    problem = RowError(
+                        row.row_no,
+                        self.column_of.get("external_id"),
+                        f"a contact with this external_id already exists: {externals[ext]}",
+                        ext,
+                    )
+                elif earlier:
+                    problem = RowError(
+                        row.row_no,
+                        self.column_of.get("external_id"),
+                        f"repeats the external_id of row {earlier} of this file",
+                        ext,
+                    )
+            if problem is None and not self.options.allow_duplicates:
+                for kind, value, known, seen, remembered in (
+                    ("email", email, emails, seen_email, dry.emails if dry else None),
+                    ("phone", phone, phones, seen_phone, dry.phones if dry else None),
+                ):
+                    if value is None:
+                        continue
+                    if value in known:
+                        problem = RowError(
+                            row.row_no,
+                            self.column_of.get(kind),
+                            f"a contact with this {kind} already exists: {known[value]} "
+                            "(set allow_duplicates to import it anyway)",
+                            value,
+                        )
+                        break
+                    earlier = seen.get(value) or (remembered.get(value) if remembered else None)
+                    if earlier:
+                        problem = RowError(
+                            row.row_no,
+                            self.column_of.get(kind),
+                            f"repeats the {kind} of row {earlier} of this file "
+                            "(set allow_duplicates to import it anyway)",
+                            value,
+                        )
+                        break
+            if problem is not None:
+                result.errors.append(problem)
+                continue
+            for value, seen, remembered in (
+                (email, seen_email, dry.emails if dry else None),
+                (phone, seen_phone, dry.phones if dry else None),
+                (ext, seen_ext, None),
+            ):
+                if value is not None:
+                    seen.setdefault(value, row.row_no)
+                    if remembered is not None:
+                        remembered.setdefault(value, row.row_no)
+            if ext is not None and dry is not None:
+                dry.keys.setdefault("x:" + ext, row.row_no)
+            kept.append(row)
+        return kept
+
+    def _owner(
+        self, row: Candidate, owners: set[uuid.UUID], default: uuid.UUID | None
+    ) -> uuid.UUID | RowError | None:
+        if not row.owner_given:
+            return default
+        if row.owner_id not in owners:
+            return RowError(
+                row.row_no,
+                self.column_of.get("owner"),
+                "must be the id of an active user of this tenant",
+                str(row.owner_id),
+            )
+        return row.owner_id
+
+    def _company(
+        self, row: Candidate, companies: Mapping[str, uuid.UUID | None], dry: DryState | None
+    ) -> tuple[uuid.UUID | None, str | None] | RowError:
+        if row.company_name is None:
+            return row.data.company_id, None
+        company_id = companies.get(row.company_name.lower())
+        if company_id is None and (dry is None and self.options.create_companies):
+            return RowError(
+                row.row_no,
+                self.column_of.get("company"),
+                "the company could not be created",
+                row.company_name,
+            )
+        if company_id is None and not self.options.create_companies:
+            return RowError(
+                row.row_no, self.column_of.get("company"), "no such company", row.company_name
+            )
+        return company_id, row.company_name
+
+    async def _sensitive(
+        self, record_id: uuid.UUID, clean: dict[str, Any], specs: Mapping[str, FieldSpec]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        custom, sensitive = {}, {}
+        for key, value in clean.items():
+            if value is None:
+                continue
+            if specs[key].sensitive:
+                sensitive[key] = await self.svc.cipher.encrypt(
+                    record_id, key, msgspec.json.encode(value).decode()
+                )
+            else:
+                custom[key] = value
+        return custom, sensitive
+
+    async def _create_values(
+        self,
+        row: Candidate,
+        specs: Mapping[str, FieldSpec],
+        companies: Mapping[str, uuid.UUID | None],
+        owners: set[uuid.UUID],
+        tag_ids: Mapping[str, uuid.UUID],
+        dry: DryState | None,
+    ) -> dict[str, Any] | RowError:
+        clean = self._custom(row, specs, creating=True)
+        if isinstance(clean, RowError):
+            return clean
+        owner_id = self._owner(row, owners, self.access.user_id)
+        if isinstance(owner_id, RowError):
+            return owner_id
+        company = self._company(row, companies, dry)
+        if isinstance(company, RowError):
+            return company
+        company_id, company_name = company
+        if company_id is not None and company_name is None and dry is None:
+            company_name = await self.session.scalar(
+                select(Company.name).where(Company.id == company_id, Company.deleted_at.is_(None))
+            )
+            if company_name is None:
+                return RowError(
+                    row.row_no, self.column_of.get("company_id"), "no such company", None
+                )
+        record_id = uuid.uuid4()
+        custom, sensitive = (
+            await self._sensitive(record_id, clean, specs) if dry is None else ({}, {})
+        )
+        data = row.data
+        values: dict[str, Any] = {
+            "id": record_id,
+            "first_name": data.first_name,
+            "last_name": data.last_name,
+            "email": row.emails[0]["address"] if row.emails else None,
+            "phone": row.phones[0]["number"] if row.phones else None,
+            "company_id": company_id,
+            "owner_id": owner_id,
+            "lifecycle_stage": data.lifecycle_stage,
+            "custom_fields": custom,
+            "emails": row.emails,
+            "phones": row.phones,
+            "title": data.title,
+            "address": msgspec.to_builtins(data.address) if data.address else {},
+            "source": data.source,
+            "consent": msgspec.to_builtins(data.consent) if data.consent else {},
+            "external_id": data.external_id,
+            "tag_ids": [tag_ids[t.strip().lower()] for t in data.tags] if dry is None else [],
+            "sensitive_fields": sensitive,
+            "created_by": self.access.actor,
+            "updated_by": self.access.actor,
+        }
+        values["search_text"] = search_text(values, company_name)
+        return values
+
+    async def _update_values(
+        self,
+        row: Candidate,
+        record: Contact,
+        specs: Mapping[str, FieldSpec],
+        companies: Mapping[str, uuid.UUID | None],
+        owners: set[uuid.UUID],
+        tag_ids: Mapping[str, uuid.UUID],
+        dry: DryState | None,
+    ) -> dict[str, Any] | RowError:
+        """The columns that change (empty cells leave a field alone); {} = unchanged."""
+        data = row.data
+        given = row.given
+        new: dict[str, Any] = {}
+        for name in ("first_name", "last_name", "title", "source", "external_id"):
+            if name in given and getattr(data, name) != getattr(record, name):
+                new[name] = getattr(data, name)
+        if "lifecycle_stage" in given and data.lifecycle_stage != record.lifecycle_stage:
+            new["lifecycle_stage"] = data.lifecycle_stage
+        if row.emails and record.email != row.emails[0]["address"]:
+            address = row.emails[0]["address"]
+            new["emails"] = [{"address": address}] + [
+                e for e in record.emails if e.get("address") != address
+            ]
+            new["email"] = address
+        if row.phones and record.phone != row.phones[0]["number"]:
+            number = row.phones[0]["number"]
+            new["phones"] = [{"number": number}] + [
+                p for p in record.phones if p.get("number") != number
+            ]
+            new["phone"] = number
+        if "address" in given and data.address is not None:
+            merged = {**record.address, **msgspec.to_builtins(data.address)}
+            if merged != record.address:
+                new["address"] = merged
+        if "consent" in given and data.consent is not None:
+            merged = {**record.consent, **msgspec.to_builtins(data.consent)}
+            if merged != record.consent:
+                new["consent"] = merged
+        if data.tags and dry is None:
+            current = list(record.tag_ids)
+            wanted = current + [
+                tag_ids[t.strip().lower()]
+                for t in data.tags
+                if tag_ids[t.strip().lower()] not in current
+            ]
+            wanted = list(dict.fromkeys(wanted))
+            if wanted != current:
+                new["tag_ids"] = wanted
+        if row.owner_given:
+            owner_id = self._owner(row, owners, record.owner_id)
+            if isinstance(owner_id, RowError):
+                return owner_id
+            if owner_id != record.owner_id:
+                new["owner_id"] = owner_id
+        if row.company_name is not None or "company_id" in given:
+            company = self._company(row, companies, dry)
+            if isinstance(company, RowError):
+                return company
+            if company[0] != record.company_id:
+                new["company_id"] = company[0]
+        if row.custom:
+            clean = self._custom(row, specs, creating=False)
+            if isinstance(clean, RowError):
+                return clean
+            custom = dict(record.custom_fields)
+            sensitive = dict(record.sensitive_fields)
+            for key, value in clean.items():
+                if value is None:
+                    continue
+                if specs[key].sensitive:
+                    token = sensitive.get(key)
+                    plain: Any = (
+                        msgspec.json.decode(await self.svc.cipher.decrypt(record.id, key, token))
+                        if token
+                        else None
+                    )
+                    if plain != value and dry is None:
+                        sensitive[key] = await self.svc.cipher.encrypt(
+                            record.id, key, msgspec.json.encode(value).decode()
+                        )
+                    elif plain != value:
+                        sensitive[key] = REDACTED
+                elif custom.get(key) != value:
+                    custom[key] = value
+            if custom != record.custom_fields:
+                new["custom_fields"] = custom
+            if sensitive != record.sensitive_fields:
+                new["sensitive_fields"] = sensitive
+        if not new:
+            return {}
+        if dry is None:
+            company_id = new.get("company_id", record.company_id)
+            company_name = None
+            if company_id is not None:
+                company_name = await self.session.scalar(
+                    select(Company.name).where(Company.id == company_id)
+                )
+            merged_values = {
+                "first_name": new.get("first_name", record.first_name),
+                "last_name": new.get("last_name", record.last_name),
+                "emails": new.get("emails", record.emails),
+                "phones": new.get("phones", record.phones),
+                "external_id": new.get("external_id", record.external_id),
+            }
+            new["search_text"] = search_text(merged_values, company_name)
+        return new
+
+    @staticmethod
+    def _before(record: Contact, values: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: jsonable(getattr(record, k)) for k in values}
+
+    # ------------------------------------------------------------------ writing
+    async def _raw(self) -> Any:
+        conn = await self.session.connection()
+        raw = await conn.get_raw_connection()
+        return raw.driver_connection
+
+    @staticmethod
+    def _record(values: Mapping[str, Any], columns: tuple[str, ...]) -> tuple[Any, ...]:
+        return tuple(
+            _json.encode(values[c]).decode() if c in JSON_COLUMNS else values[c] for c in columns
+        )
+
+    async def _write_creates(self, rows: list[dict[str, Any]], result: ChunkResult) -> None:
+        if not rows:
+            return
+        apg = await self._raw()
+        await apg.copy_records_to_table(
+            "contacts",
+            records=[self._record(v, CREATE_COLUMNS) for v in rows],
+            columns=list(CREATE_COLUMNS),
+        )
+        links = [(v["id"], v["company_id"], True) for v in rows if v["company_id"] is not None]
+        if links:
+            await apg.copy_records_to_table(
+                "contact_companies",
+                records=links,
+                columns=["contact_id", "company_id", "is_primary"],
+            )
+        actor = self.access.actor
+        created_json = _json.encode("import").decode()
+        await apg.copy_records_to_table(
+            "field_changes",
+            records=[
+                ("contact", v["id"], "created", None, created_json, "import", actor) for v in rows
+            ],
+            columns=["entity", "record_id", "field", "old_value", "new_value", "reason", "actor"],
+        )
+        result.created_ids = [v["id"] for v in rows]
+        if self.emit_record_events:
+            for v in rows:
+                fields = {k: v for k, v in self._tracked(v).items() if v not in (None, [], {}, "")}
+                await self._announce(
+                    "created",
+                    v["id"],
+                    v["owner_id"],
+                    1,
+                    {"fields": {k: {"from": None, "to": val} for k, val in fields.items()}},
+                )
+
+    @staticmethod
+    def _tracked(values: Mapping[str, Any]) -> dict[str, Any]:
+        snap = {name: jsonable(values[name]) for name in TRACKED if name in values}
+        if "tag_ids" in values:
+            snap["tag_ids"] = sorted(str(t) for t in values["tag_ids"])
+        for key, value in (values.get("custom_fields") or {}).items():
+            snap[f"custom_fields.{key}"] = value
+        for key in values.get("sensitive_fields") or {}:
+            snap[f"custom_fields.{key}"] = REDACTED
+        return snap
+
+    async def _announce(
+        self,
+        action: str,
+        record_id: uuid.UUID,
+        owner_id: uuid.UUID | None,
+        version: int,
+        data: dict[str, Any],
+    ) -> None:
+        await emit(
+            self.session,
+            f"contacts.contact.{action}",
+            self.svc.tenant_id,
+            {
+                "contact_id": str(record_id),
+                "owner_id": str(owner_id) if owner_id else None,
+                "version": version,
+                "import_id": str(self.job_id),
+                **data,
+            },
+            actor=self.access.actor,
+        )
+
+    async def _write_updates(
+        self,
+        seq: int,
+        changed: list[tuple[Contact, dict[str, Any], dict[str, Any]]],
+        result: ChunkResult,
+    ) -> None:
+        if not changed:
+            return
+        apg = await self._raw()
+        await apg.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS import_patch ("
+            " id uuid PRIMARY KEY, expected int NOT NULL, mask text[] NOT NULL,"
+            " first_name text, last_name text, email text, phone text, company_id uuid,"
+            " owner_id uuid, lifecycle_stage text, custom_fields jsonb, emails jsonb,"
+            " phones jsonb, title text, address jsonb, source text, consent jsonb,"
+            " external_id text, tag_ids uuid[], sensitive_fields jsonb, search_text text"
+            ") ON COMMIT DELETE ROWS"
+        )
+        records = []
+        for record, values, _before in changed:
+            full = {c: values.get(c, getattr(record, c)) for c in UPDATE_COLUMNS}
+            records.append(
+                (record.id, record.version, sorted(values), *self._record(full, UPDATE_COLUMNS))
+            )
+        await apg.copy_records_to_table(
+            "import_patch",
+            records=records,
+            columns=["id", "expected", "mask", *UPDATE_COLUMNS],
+            schema_name="pg_temp",
+        )
+        assignments = ", ".join(f"{c} = p.{c}" for c in UPDATE_COLUMNS)
+        # Rows were locked (FOR UPDATE) when matched: versions cannot have moved.
+        updated = await apg.fetch(
+            f"UPDATE contacts AS c SET {assignments}, version = c.version + 1,"
+            " updated_at = now(), updated_by = $1"
+            " FROM pg_temp.import_patch AS p WHERE c.id = p.id AND c.version = p.expected"
+            " RETURNING c.id, c.version",
+            self.access.actor,
+        )
+        versions = {r["id"]: r["version"] for r in updated}
+        history = []
+        links: list[tuple[uuid.UUID, uuid.UUID | None]] = []
+        for record, values, before in changed:
+            version = versions[record.id]
+            result.updates.append((record.id, before, version))
+            old = self._tracked(before)
+            new = self._tracked({**before, **jsonable(values)})
+            changes = {
+                k: {"from": old.get(k), "to": new.get(k)}
+                for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)
+            }
+            for key, change in changes.items():
+                history.append(
+                    (
+                        "contact",
+                        record.id,
+                        key[:100],
+                        _json.encode(change["from"]).decode(),
+                        _json.encode(change["to"]).decode(),
+                        "import",
+                        self.access.actor,
+                    )
+                )
+            if "company_id" in values:
+                links.append((record.id, values["company_id"]))
+            if self.emit_record_events and changes:
+                owner = values.get("owner_id", record.owner_id)
+                await self._announce("updated", record.id, owner, version, {"changes": changes})
+        if history:
+            await apg.copy_records_to_table(
+                "field_changes",
+                records=history,
+                columns=[
+                    "entity",
+                    "record_id",
+                    "field",
+                    "old_value",
+                    "new_value",
+                    "reason",
+                    "actor",
+                ],
+            )
+        for contact_id, company_id in links:
+            await apg.execute(
+                "UPDATE contact_companies SET is_primary = false"
+                " WHERE contact_id = $1 AND is_primary",
+                contact_id,
+            )
+            if company_id is not None:
+                await apg.execute(
+                    "INSERT INTO contact_companies (contact_id, company_id, is_primary)"
+                    " VALUES ($1, $2, true) ON CONFLICT (contact_id, company_id)"
+                    " DO UPDATE SET is_primary = true",
+                    contact_id,
+                    company_id,
+                )
+        await apg.executemany(
+            "INSERT INTO import_updates (job_id, record_id, seq, before, version_after)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            [
+                (self.job_id, rid, seq, _json.encode(before).decode(), version)
+                for rid, before, version in result.updates
+            ],
+        )

@@ -1,0 +1,132 @@
+"""All SQL on import and export jobs (tenant-bound sessions)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_contacts.models import AccessAudit, ImportChunk, ImportJob, ImportRowError, ImportUpdate
+
+RUNNABLE = ("queued", "running", "revert_queued", "reverting")
+
+
+class ImportRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add_job(self, values: dict[str, Any]) -> ImportJob:
+        stmt = insert(ImportJob).values(**values).returning(ImportJob)
+        return (await self.session.execute(stmt)).scalar_one()
+
+    async def add_chunks(self, rows: list[dict[str, Any]]) -> None:
+        for start in range(0, len(rows), 50):
+            await self.session.execute(insert(ImportChunk), rows[start : start + 50])
+
+    async def get(self, job_id: uuid.UUID, *, lock: bool = False) -> ImportJob | None:
+        stmt = select(ImportJob).where(ImportJob.id == job_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def jobs(
+        self, user_id: uuid.UUID | None, all_jobs: bool, before: tuple[Any, Any] | None, limit: int
+    ) -> list[ImportJob]:
+        stmt = select(ImportJob)
+        if not all_jobs:
+            stmt = stmt.where(ImportJob.created_by_user == user_id)
+        if before is not None:
+            stmt = stmt.where(
+                or_(
+                    ImportJob.created_at < before[0],
+                    (ImportJob.created_at == before[0]) & (ImportJob.id < before[1]),
+                )
+            )
+        stmt = stmt.order_by(ImportJob.created_at.desc(), ImportJob.id.desc()).limit(limit)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def set(self, job_id: uuid.UUID, **values: Any) -> None:
+        await self.session.execute(
+            update(ImportJob)
+            .where(ImportJob.id == job_id)
+            .values(**values, updated_at=func.now())
+            .execution_options(synchronize_session=False)
+        )
+
+    async def chunk(self, job_id: uuid.UUID, seq: int) -> ImportChunk | None:
+        return (
+            await self.session.execute(
+                select(ImportChunk).where(ImportChunk.job_id == job_id, ImportChunk.seq == seq)
+            )
+        ).scalar_one_or_none()
+
+    async def set_created(self, job_id: uuid.UUID, seq: int, ids: list[uuid.UUID]) -> None:
+        await self.session.execute(
+            update(ImportChunk)
+            .where(ImportChunk.job_id == job_id, ImportChunk.seq == seq)
+            .values(created_ids=ids)
+        )
+
+    async def add_errors(self, job_id: uuid.UUID, errors: list[Any]) -> None:
+        if errors:
+            await self.session.execute(
+                insert(ImportRowError),
+                [
+                    {
+                        "job_id": job_id,
+                        "row_no": e.row_no,
+                        "column": e.column,
+                        "message": e.message[:2000],
+                        "value": e.value,
+                    }
+                    for e in errors
+                ],
+            )
+
+    async def clear_results(self, job_id: uuid.UUID) -> None:
+        await self.session.execute(delete(ImportRowError).where(ImportRowError.job_id == job_id))
+
+    async def errors(self, job_id: uuid.UUID, after: int, limit: int) -> list[ImportRowError]:
+        stmt = (
+            select(ImportRowError)
+            .where(ImportRowError.job_id == job_id, ImportRowError.id > after)
+            .order_by(ImportRowError.id)
+            .limit(limit)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def updates(self, job_id: uuid.UUID, seq: int) -> list[ImportUpdate]:
+        stmt = select(ImportUpdate).where(ImportUpdate.job_id == job_id, ImportUpdate.seq == seq)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def claim(self, model: Any, token: uuid.UUID, lease_seconds: int) -> Any | None:
+        """Lease the oldest runnable job nobody holds (or whose holder died)."""
+        candidate = (
+            select(model.id)
+            .where(
+                model.status.in_(RUNNABLE),
+                or_(model.lease_until.is_(None), model.lease_until < func.now()),
+            )
+            .order_by(model.created_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        stmt = (
+            update(model)
+            .where(model.id == candidate)
+            .values(
+                lease_token=token,
+                lease_until=func.now() + text(f"interval '{int(lease_seconds)} seconds'"),
+                attempts=model.attempts + 1,
+                updated_at=func.now(),
+            )
+            .returning(model)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def audit(self, **values: Any) -> None:
+        await self.session.execute(insert(AccessAudit).values(**values))
