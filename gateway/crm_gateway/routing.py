@@ -43,6 +43,7 @@ _OWNERS: dict[str, tuple[str, ...]] = {
         "views",
         "timeline",
         "gdpr",
+        "merges",
         "activities",
         "visibility-rules",
         "audit",

@@ -81,3 +81,43 @@ class Deal(TenantBase):
         Index("ix_deals_owner_id", "owner_id"),
         Index("ix_deals_contact_id", "contact_id"),
     )
+
+
+# --------------------------------------------------------------------------- contact references
+# (sal_t0002; code in crm_sales/contact_refs: read model of contacts, merge re-points)
+
+
+class ContactCard(TenantBase):
+    """What sales knows about a contact (from contacts events): enough to show a deal."""
+
+    __tablename__ = "contact_cards"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    company_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # active | deleted | merged | erased
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default=text("'active'"))
+    merged_into_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    __table_args__ = (Index("ix_contact_cards_company_id", "company_id"),)
+
+
+class MergeRepoint(TenantBase):
+    """A reference a contacts merge moved (so the merge's undo can move it back)."""
+
+    __tablename__ = "merge_repoints"
+
+    merge_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    # deals.contact_id | deals.company_id | contact_cards.company_id
+    target: Mapped[str] = mapped_column(String(40), primary_key=True)
+    row_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    old_value: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )

@@ -40,4 +40,23 @@ class Ticket(TenantBase):
     __table_args__ = (
         Index("ix_tickets_status_priority", "status", "priority"),
         Index("ix_tickets_assignee_id", "assignee_id"),
+        # sup_t0002: merges and GDPR requests find a requester's tickets.
+        Index("ix_tickets_requester_contact_id", "requester_contact_id"),
+    )
+
+
+# --------------------------------------------------------------------------- contact references
+# (sup_t0002; code in crm_support/contact_refs: merge re-points of ticket requesters)
+
+
+class MergeRepoint(TenantBase):
+    """A ticket requester a contacts merge moved (so the merge's undo can move it back)."""
+
+    __tablename__ = "merge_repoints"
+
+    merge_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    ticket_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    old_contact_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
     )
