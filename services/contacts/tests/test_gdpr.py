@@ -204,7 +204,8 @@ async def test_erasure_anonymises_everywhere(
     # Contacts: gone from the API, anonymised in the tables.
     _problem(await gw.get(f"{API}/contacts/{person['id']}", headers=owner), 404)
     found = await gw.get(f"{API}/contacts", params={"q": f"hopper{tag}"}, headers=owner)
-    assert found.json()["data"] == [], (person["id"], duplicate["id"], found.json()["data"])
+    # (Fuzzy search may still find other people named Hopper; never these two.)
+    assert not {c["id"] for c in found.json()["data"]} & {person["id"], duplicate["id"]}
     async with platform.runtime("contacts").db.tenant_session(tenant) as s:
         rows = (
             await s.scalars(
