@@ -336,3 +336,37 @@ async def test_access_audit_lists_reassign(
     assert none.json() == {"data": [], "next_cursor": None}
     for who in ("sales_rep", "sales_manager", "marketer", "viewer"):
         _problem(await gw.get(f"{API}/audit/access", headers=crm.auth(who)), 403)
+
+
+async def test_company_timeline_rolls_up_visible_linked_contacts(
+    platform_gateway: httpx.AsyncClient, crm: CrmTenant
+) -> None:
+    gw = platform_gateway
+    company = (
+        await gw.post(
+            f"{API}/companies",
+            json={"name": f"Roll {uuid.uuid4().hex[:6]}", "owner_id": crm.user_ids["sales_rep"]},
+            headers=crm.auth("owner"),
+        )
+    ).json()
+    mine = await _contact(gw, crm, "sales_rep", company_id=company["id"])
+    theirs = await _contact(gw, crm, "sales_rep2", company_id=company["id"])
+    elsewhere = await _contact(gw, crm, "sales_rep")
+    on_company = await _log(gw, crm, "owner", company_id=company["id"], subject="QBR")
+    on_mine = await _log(gw, crm, "owner", contact_id=mine["id"], subject="Mine")
+    on_theirs = await _log(gw, crm, "owner", contact_id=theirs["id"], subject="Theirs")
+    await _log(gw, crm, "owner", contact_id=elsewhere["id"], subject="Unrelated")
+
+    def ids(r: httpx.Response) -> set[str]:
+        assert r.status_code == 200, r.text
+        return {a["id"] for a in r.json()["data"]}
+
+    plain = ids(await _timeline(gw, crm, "owner", "companies", company["id"]))
+    assert plain == {on_company["id"]}
+    rolled = await _timeline(gw, crm, "owner", "companies", company["id"], include_contacts="true")
+    assert ids(rolled) == {on_company["id"], on_mine["id"], on_theirs["id"]}
+    # The rep sees the company (they own it) but only the linked contacts they may see.
+    rep_view = await _timeline(
+        gw, crm, "sales_rep", "companies", company["id"], include_contacts="true"
+    )
+    assert ids(rep_view) == {on_company["id"], on_mine["id"]}

@@ -19,6 +19,7 @@ from crm_lib.service import ServiceRuntime
 PATH = "/api/v1/activities"
 Limit = Annotated[int | None, Parameter(query="limit", required=False)]
 Cursor = Annotated[str | None, Parameter(query="cursor", required=False)]
+IncludeContacts = Annotated[bool, Parameter(query="include_contacts", required=False)]
 
 
 class ActivityController(Controller):
@@ -85,11 +86,14 @@ class TimelineController(Controller):
         runtime: ServiceRuntime,
         cursor: str | None,
         limit: int | None,
+        include_contacts: bool = False,
     ) -> Page[dict[str, Any]]:
         size = clamp_limit(limit)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             svc = ActivityService(session, await record_context(session, principal, runtime))
-            return await svc.timeline(entity, record_id, cursor, size)
+            return await svc.timeline(
+                entity, record_id, cursor, size, include_contacts=include_contacts
+            )
 
     @get("/contacts/{contact_id:uuid}", summary="A contact's timeline, newest first")
     async def contact_timeline(
@@ -102,7 +106,11 @@ class TimelineController(Controller):
     ) -> Page[dict[str, Any]]:
         return await self._timeline("contact", contact_id, principal, runtime, cursor, limit)
 
-    @get("/companies/{company_id:uuid}", summary="A company's timeline, newest first")
+    @get(
+        "/companies/{company_id:uuid}",
+        summary="A company's timeline, newest first (include_contacts=true rolls up its "
+        "linked contacts' entries that the caller may see)",
+    )
     async def company_timeline(
         self,
         company_id: uuid.UUID,
@@ -110,5 +118,8 @@ class TimelineController(Controller):
         runtime: ServiceRuntime,
         cursor: Cursor = None,
         limit: Limit = None,
+        include_contacts: IncludeContacts = False,
     ) -> Page[dict[str, Any]]:
-        return await self._timeline("company", company_id, principal, runtime, cursor, limit)
+        return await self._timeline(
+            "company", company_id, principal, runtime, cursor, limit, include_contacts
+        )

@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, tuple_, update
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_contacts.models import Activity
+from crm_contacts.models import Activity, Contact, ContactCompany
 
 
 class ActivityRepository:
@@ -58,14 +58,33 @@ class ActivityRepository:
         *,
         contact_id: uuid.UUID | None = None,
         company_id: uuid.UUID | None = None,
+        linked_contacts_of: tuple[uuid.UUID, list[ColumnElement[bool]]] | None = None,
         after: tuple[datetime, uuid.UUID] | None = None,
         limit: int,
     ) -> list[Activity]:
-        """Newest first (occurred_at desc, id desc), strictly after the ``after`` key."""
+        """Newest first (occurred_at desc, id desc), strictly after the ``after`` key.
+
+        ``linked_contacts_of`` = (company id, contact visibility conditions) adds the
+        entries of the live contacts linked to that company which pass the conditions.
+        """
         stmt = select(Activity)
         if contact_id is not None:
             stmt = stmt.where(Activity.contact_id == contact_id)
-        if company_id is not None:
+        if linked_contacts_of is not None:
+            linked_company, visible = linked_contacts_of
+            linked = (
+                select(ContactCompany.contact_id)
+                .join(Contact, Contact.id == ContactCompany.contact_id)
+                .where(
+                    ContactCompany.company_id == linked_company,
+                    Contact.deleted_at.is_(None),
+                    *visible,
+                )
+            )
+            stmt = stmt.where(
+                or_(Activity.company_id == linked_company, Activity.contact_id.in_(linked))
+            )
+        elif company_id is not None:
             stmt = stmt.where(Activity.company_id == company_id)
         if after is not None:
             stmt = stmt.where(tuple_(Activity.occurred_at, Activity.id) < tuple_(*after))

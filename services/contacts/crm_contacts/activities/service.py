@@ -178,7 +178,13 @@ class ActivityService:
         await self._announce("deleted", row)
 
     async def timeline(
-        self, entity: str, record_id: uuid.UUID, cursor: str | None, limit: int
+        self,
+        entity: str,
+        record_id: uuid.UUID,
+        cursor: str | None,
+        limit: int,
+        *,
+        include_contacts: bool = False,
     ) -> Page[dict[str, Any]]:
         svc: RecordService = self.contacts if entity == "contact" else self.companies
         await svc.visible(record_id)
@@ -186,6 +192,12 @@ class ActivityService:
         key = {"contact_id": record_id} if entity == "contact" else {"company_id": record_id}
         rows = await self.repo.timeline(
             **key,
+            # A company's roll-up covers its linked contacts the caller may see.
+            linked_contacts_of=(
+                (record_id, self.contacts.visibility_filter())
+                if entity == "company" and include_contacts
+                else None
+            ),
             after=(after[0], after[1]) if after else None,
             limit=limit + 1,
         )
