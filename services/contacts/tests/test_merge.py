@@ -207,6 +207,8 @@ async def test_merge_preview_merge_undo_propagates(
     assert info.json()["winner_id"] == winner["id"]
     assert info.json()["loser_ids"] == [loser["id"]]
     assert info.json()["status"] == "merged"
+    where = await gw.get(f"{API}/merges", params={"record_id": loser["id"]}, headers=owner)
+    assert [m["id"] for m in where.json()["data"]] == [merge_id]
 
     # Sales and support re-point their references to the winner.
     async def moved() -> bool:

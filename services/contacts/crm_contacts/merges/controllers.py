@@ -19,6 +19,7 @@ from crm_lib.http import if_match_version
 from crm_lib.service import ServiceRuntime
 
 IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False)]
+RecordId = Annotated[uuid.UUID, Parameter(query="record_id", required=True)]
 
 
 async def _preview(
@@ -107,6 +108,15 @@ class CompanyMergeController(Controller):
 class MergeController(Controller):
     path = "/api/v1/merges"
     tags = ["merges"]
+
+    @get("/", summary="Merges a record took part in (?record_id=): where did it go?")
+    async def list_merges(
+        self, record_id: RecordId, principal: Principal, runtime: ServiceRuntime
+    ) -> dict[str, Any]:
+        hours = contacts_settings(runtime).merge_undo_hours
+        async with runtime.db.tenant_session(principal.tenant_id) as session:
+            svc = MergeService(session, await record_context(session, principal, runtime))
+            return {"data": await svc.of_record(record_id, hours), "next_cursor": None}
 
     @get("/{merge_id:uuid}", summary="One merge: winner, losers, status, undo window")
     async def get_merge(

@@ -45,14 +45,15 @@ class MergeRepository:
         )
         return list((await self.session.scalars(stmt)).all())
 
-    async def of_loser(self, record_id: uuid.UUID) -> Merge | None:
+    async def of_record(self, record_id: uuid.UUID, limit: int = 100) -> list[Merge]:
+        """Merges a record took part in (as winner or loser), newest first."""
         stmt = (
             select(Merge)
-            .where(Merge.loser_ids.contains([record_id]), Merge.status == "merged")
+            .where((Merge.winner_id == record_id) | Merge.loser_ids.contains([record_id]))
             .order_by(Merge.created_at.desc())
-            .limit(1)
+            .limit(limit)
         )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return list((await self.session.scalars(stmt)).all())
 
     # ------------------------------------------------------------------ records (any state)
     async def records(self, model: Any, ids: list[uuid.UUID], *, lock: bool = False) -> list[Any]:

@@ -400,6 +400,16 @@ class MergeService:
     async def get(self, merge_id: uuid.UUID, undo_hours: int) -> dict[str, Any]:
         return merge_view(await self._visible_merge(merge_id), undo_hours)
 
+    async def of_record(self, record_id: uuid.UUID, undo_hours: int) -> list[dict[str, Any]]:
+        """Where did a record go? Merges it took part in whose winner the caller sees."""
+        out = []
+        for merge in await self.repo.of_record(record_id):
+            svc = self.for_entity(merge.entity)
+            rows = await svc.repo.records(svc.model, [merge.winner_id])
+            if rows and self.access.may_read(rows[0].owner_id):
+                out.append(merge_view(merge, undo_hours))
+        return out
+
     # ------------------------------------------------------------------ undo
     async def undo(self, merge_id: uuid.UUID, undo_hours: int) -> dict[str, Any]:
         merge = await self._visible_merge(merge_id, lock=True)
