@@ -18,6 +18,8 @@ class ContactsSettings(PlatformSettings):
     merge_undo_hours: int = 72
     # Typo tolerance of the search box (pg_trgm word similarity, 0..1; lower = fuzzier).
     search_word_similarity: float = 0.45
+    # List pages returning at least this many records are written to the access audit.
+    bulk_read_audit_rows: int = 200
     # Imports and exports (crm_contacts.imports / crm_contacts.exports).
     import_max_bytes: int = 100 * 1024 * 1024
     import_chunk_rows: int = 5000

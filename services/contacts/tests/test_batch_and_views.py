@@ -376,3 +376,27 @@ async def test_saved_views(
 
     assert (await gw.delete(f"{API}/views/{personal['id']}", headers=manager)).status_code == 204
     _problem(await gw.get(f"{API}/views/{personal['id']}", headers=manager), 404)
+
+
+async def test_bulk_reads_are_audited(platform_gateway: httpx.AsyncClient, crm: CrmTenant) -> None:
+    gw, marker = platform_gateway, f"Bulk{_tag()}"
+    admin = crm.auth("admin")
+    for start in (0, 100):
+        items = [{"first_name": f"R{start + i}", "last_name": marker} for i in range(100)]
+        r = await gw.post(f"{API}/contacts/batch/create", json={"items": items}, headers=admin)
+        assert r.json()["created"] == 100, r.text
+    small = await gw.get(
+        f"{API}/contacts", params={"last_name": marker, "limit": 50}, headers=admin
+    )
+    assert len(small.json()["data"]) == 50
+    big = await gw.get(f"{API}/contacts", params={"last_name": marker, "limit": 500}, headers=admin)
+    assert len(big.json()["data"]) == 200
+    rows = (
+        await gw.get(
+            f"{API}/audit/access", params={"action": "bulk_read"}, headers=crm.auth("owner")
+        )
+    ).json()["data"]
+    mine = [row for row in rows if row["details"]["filters"].get("last_name") == marker]
+    assert len(mine) == 1, rows
+    assert mine[0]["record_count"] == 200 and mine[0]["entity"] == "contact"
+    assert mine[0]["actor"]

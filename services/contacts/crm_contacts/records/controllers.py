@@ -66,7 +66,9 @@ def record_controller(api: RecordApi) -> type[Controller]:
             async with runtime.db.tenant_session(principal.tenant_id) as session:
                 svc = await service(session, principal, runtime)
                 query = await saved_list_query(request, session, svc)
-                return await svc.page(query)
+                page = await svc.page(query)
+                await svc.audit_bulk_read(query, len(page.data))
+                return page
 
         @post("/", status_code=201, summary=f"Create a {noun} ({api.duplicate_hint})")
         async def create_record(

@@ -51,6 +51,7 @@ async def record_context(
         master_key=master_key(settings),
         word_similarity=settings.search_word_similarity,
         duplicate_similarity=settings.duplicate_name_similarity,
+        bulk_read_audit_rows=settings.bulk_read_audit_rows,
     )
 
 

@@ -61,6 +61,7 @@ class RecordContext:
     master_key: bytes | None
     word_similarity: float = 0.45
     duplicate_similarity: float = 0.7
+    bulk_read_audit_rows: int = 200
 
 
 def jsonable(value: Any) -> Any:
@@ -179,6 +180,23 @@ class RecordService:
                 errors=[{"field": "fields", "message": "unknown: " + ", ".join(unknown[:10])}],
             )
         return fields
+
+    async def audit_bulk_read(self, query: ListQuery, returned: int) -> None:
+        """Large list pages go to the access audit: who read how many records, asking what."""
+        if returned < self.ctx.bulk_read_audit_rows:
+            return
+        await self.repo.audit(
+            actor=self.access.actor,
+            action="bulk_read",
+            entity=self.entity.name,
+            record_count=returned,
+            details={
+                "filters": query.to_filters_dict(),
+                "sort": query.sort,
+                "fields": query.fields,
+                "continued": query.cursor is not None,
+            },
+        )
 
     async def check_query(self, query: ListQuery) -> None:
         """Compile a stored query's filters, sort and fields without running it (422 if bad)."""
