@@ -348,3 +348,52 @@ async def test_company_merge_moves_contacts_and_deals(
     kept = await gw.get(f"{API}/companies/{keep['id']}", headers=owner)
     assert kept.json()["domain"] == f"keep{tag}.example.com"
     await eventually(lambda: deal_on(gone["id"]))
+
+
+async def test_merge_custom_and_sensitive_fields(
+    platform_gateway: httpx.AsyncClient, crm: CrmTenant
+) -> None:
+    gw = platform_gateway
+    admin = crm.auth("admin")
+    tag = uuid.uuid4().hex[:6]
+    secret, plain = f"passport_{tag}", f"tier_{tag}"
+    for key, sensitive in ((secret, True), (plain, False)):
+        r = await gw.post(
+            f"{API}/custom-fields",
+            json={
+                "entity": "contact",
+                "key": key,
+                "label": key,
+                "type": "text",
+                "sensitive": sensitive,
+            },
+            headers=admin,
+        )
+        assert r.status_code == 201, r.text
+    winner = await _contact(gw, crm, "owner", custom_fields={plain: "gold"})
+    loser = await _contact(gw, crm, "owner", custom_fields={plain: "silver", secret: "X1234567"})
+    body = {
+        "winner_id": winner["id"],
+        "loser_ids": [loser["id"]],
+        "choices": {f"custom_fields.{plain}": loser["id"]},
+    }
+    # A marketer may merge but not read the sensitive value: masked in the preview.
+    r = await gw.post(f"{API}/contacts/merge/preview", json=body, headers=crm.auth("marketer"))
+    assert r.status_code == 200, r.text
+    masked = _field(r.json(), f"custom_fields.{secret}")
+    assert masked["chosen_from"] == loser["id"] and "X1234567" not in str(masked)
+    r = await gw.post(f"{API}/contacts/merge", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    custom = r.json()["result"]["custom_fields"]
+    assert custom[plain] == "silver"
+    # The loser's sealed value was re-encrypted for the winner: it still reads back.
+    assert custom[secret] == "X1234567"
+    got = await gw.get(f"{API}/contacts/{winner['id']}", headers=admin)
+    assert got.json()["custom_fields"][secret] == "X1234567"
+    merged_event_changes = r.json()["changes"]
+    assert merged_event_changes[f"custom_fields.{secret}"]["to"] == "[sensitive]"
+    undone = await gw.post(f"{API}/merges/{r.json()['merge_id']}/undo", headers=admin)
+    assert undone.status_code == 200, undone.text
+    assert undone.json()["result"]["custom_fields"] == {plain: "gold"}
+    back = await gw.get(f"{API}/contacts/{loser['id']}", headers=admin)
+    assert back.json()["custom_fields"] == {plain: "silver", secret: "X1234567"}
