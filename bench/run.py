@@ -27,7 +27,15 @@ def _load(name: str) -> Bench:
     return importlib.import_module(f"bench.{name}").run  # type: ignore[no-any-return]
 
 
-NAMES = ("provisioning", "migrations", "events", "gateway", "signup", "contacts_import")
+NAMES = (
+    "provisioning",
+    "migrations",
+    "events",
+    "gateway",
+    "signup",
+    "contacts_import",
+    "contacts_search",
+)
 
 
 async def _main(names: list[str], quick: bool, keep: bool) -> int:

@@ -148,6 +148,8 @@ class Contact(TenantBase):
             postgresql_where=text("external_id IS NOT NULL AND deleted_at IS NULL"),
         ),
         Index("ix_contacts_updated_at_id", "updated_at", "id"),
+        # con_t0005: the default list order (-updated_at, then id).
+        Index("ix_contacts_updated_desc_id", text("updated_at DESC NULLS LAST"), "id"),
         Index("ix_contacts_created_at_id", "created_at", "id"),
         Index("ix_contacts_owner_updated", "owner_id", "updated_at", "id"),
         Index("ix_contacts_lifecycle_stage", "lifecycle_stage"),

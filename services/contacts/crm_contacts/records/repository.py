@@ -5,7 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    func,
+    insert,
+    select,
+    text,
+    union,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.models import AccessAudit, FieldChange, Member
@@ -71,6 +81,22 @@ class RecordRepository:
         )
         stmt = stmt.order_by(*order).limit(limit)
         return list((await self.session.execute(stmt)).all())
+
+    def search_candidates(
+        self,
+        where: list[ColumnElement[bool]],
+        exact: ColumnElement[bool],
+        fuzzy: ColumnElement[bool],
+        limit: int,
+        fuzzy_below: int,
+    ) -> CompoundSelect:
+        """Ids of up to ``limit`` live ``exact`` matches, plus up to ``limit`` ``fuzzy``
+        ones when there were fewer than ``fuzzy_below`` exact ones (else no fuzzy scan)."""
+        live = [self.model.deleted_at.is_(None), *where]
+        first = select(self.model.id).where(*live, exact).limit(limit).cte("search_exact")
+        short = select(func.count()).select_from(first).scalar_subquery() < fuzzy_below
+        more = select(self.model.id).where(*live, fuzzy, short).limit(limit)
+        return union(select(first.c.id), more)
 
     async def set_word_similarity_threshold(self, value: float) -> None:
         await self.session.execute(

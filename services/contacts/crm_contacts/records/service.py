@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, func, literal, or_, text
+from sqlalchemy import ColumnElement, Float, Integer, cast, func, literal, text, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.schema import Column as TableColumn
 
 from crm_contacts.access import Access, forbidden
 from crm_contacts.crypto import TenantCipher, mask
@@ -35,9 +36,13 @@ from crm_contacts.tags.repository import TagRepository
 from crm_contacts.tags.service import TagService
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
-from crm_lib.pagination import Page
+from crm_lib.pagination import Page, decode_cursor
 
 REDACTED = "[sensitive]"
+#: How many matches of each kind (exact/prefix, fuzzy) a search ranks at most.
+SEARCH_CANDIDATES = 1000
+#: Fuzzy (trigram) matches are looked for only when fewer exact/prefix ones were found.
+FUZZY_BELOW = 1
 
 
 @dataclass(frozen=True)
@@ -228,12 +233,13 @@ class RecordService:
             terms = search_terms(query.q)
             if not terms:
                 return Page([], None)
-            condition, rank = self.search(terms)
+            condition, rank = self.search(terms, list(where))
             where.append(condition)
             await self.repo.set_word_similarity_threshold(self.ctx.word_similarity)
             descending, expr = True, rank
         else:
             _name, expr, descending = builder.sort_expr(query.sort)
+            where += self.keyset_bound(expr, descending, query.cursor)
         order, after = builder.page(expr, descending, query.cursor, cursor_type(expr))
         extra = [expr.label("sort_value")]
         rows = await self.repo.page([*where, after], order, query.limit + 1, extra)
@@ -246,18 +252,52 @@ class RecordService:
             next_cursor = builder.next_cursor(last.sort_value, last[0].id)
         return Page(data, next_cursor)
 
-    def search(self, terms: list[str]) -> tuple[ColumnElement[bool], ColumnElement[Any]]:
-        """Prefix full-text match on any word, or a typo-tolerant trigram word match."""
+    @staticmethod
+    def keyset_bound(
+        expr: ColumnElement[Any], descending: bool, cursor: str | None
+    ) -> list[ColumnElement[bool]]:
+        """``expr <= v`` (``>=`` ascending) after a cursor on a NOT NULL sort column.
+
+        Implied by the keyset condition, but unlike its OR an index can seek to it, so a
+        page deep into a large table reads 50 index entries instead of all before it.
+        """
+        column = getattr(expr, "expression", None)
+        if cursor is None or not isinstance(column, TableColumn) or column.nullable:
+            return []
+        has_value, value, _last = decode_cursor(cursor, bool, cursor_type(expr) | None, uuid.UUID)
+        if not has_value:
+            return []
+        return [expr <= value if descending else expr >= value]
+
+    def search(
+        self, terms: list[str], where: list[ColumnElement[bool]]
+    ) -> tuple[ColumnElement[bool], ColumnElement[Any]]:
+        """Exact/prefix matches first, then typo-tolerant trigram matches, ranked.
+
+        An exact/prefix match is every word as a prefix in the full-text index
+        (``search_vector``; companies: the phrase as a substring), a fuzzy match a
+        trigram word similarity over ``search_text`` (typos, digits inside a phone
+        number). Each kind collects at most ``SEARCH_CANDIDATES`` records that pass
+        ``where`` (visibility, filters), the fuzzy kind only when there were fewer than
+        ``FUZZY_BELOW`` exact/prefix ones; only those candidates are ranked: 1 for an
+        exact/prefix match plus the word similarity, so they come before fuzzy ones. A
+        common three-letter prefix matches a tenth of a large table, and ranking all of
+        it would take seconds; a fuzzy scan costs a word similarity per trigram candidate.
+        """
         model = self.entity.model
         phrase = " ".join(terms)
         text_col = model.search_text
         fuzzy = text_col.op("OPERATOR(extensions.%>)")(literal(phrase))
-        rank = func.extensions.word_similarity(literal(phrase), text_col)
         vector = getattr(model, "search_vector", None)
         if vector is None:
-            return or_(fuzzy, text_col.like(f"%{_escape_like(phrase)}%", escape="\\")), rank
-        tsquery = func.to_tsquery(text("'simple'::regconfig"), prefix_tsquery(terms))
-        return or_(vector.op("@@")(tsquery), fuzzy), rank
+            exact = text_col.like(f"%{_escape_like(phrase)}%", escape="\\")
+        else:
+            tsquery = func.to_tsquery(text("'simple'::regconfig"), prefix_tsquery(terms))
+            exact = vector.op("@@")(tsquery)
+        similarity = func.extensions.word_similarity(literal(phrase), text_col, type_=Float)
+        rank = type_coerce(cast(exact, Integer) + similarity, Float)
+        ids = self.repo.search_candidates(where, exact, fuzzy, SEARCH_CANDIDATES, FUZZY_BELOW)
+        return model.id.in_(ids), rank
 
     async def tag_conditions(self, query: ListQuery) -> list[ColumnElement[bool]]:
         model = self.entity.model
