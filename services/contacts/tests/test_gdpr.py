@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -264,3 +265,17 @@ async def test_erasure_anonymises_everywhere(
     _problem(await gw.post(f"{API}/merges/{merge_id}/undo", headers=owner), 409)
     audit = await gw.get(f"{API}/audit/access", params={"action": "gdpr_erasure"}, headers=owner)
     assert any(a["details"]["request_id"] == erasure_id for a in audit.json()["data"])
+
+
+async def test_concurrent_erasures_answer_one_receipt(
+    platform_gateway: httpx.AsyncClient, crm: CrmTenant
+) -> None:
+    gw = platform_gateway
+    person = await _person(gw, crm, uuid.uuid4().hex[:6])
+    body = {"contact_id": person["id"], "reason": "Asked twice"}
+    first, second = await asyncio.gather(
+        gw.post(f"{API}/gdpr/erasures", json=body, headers=crm.auth("owner")),
+        gw.post(f"{API}/gdpr/erasures", json=body, headers=crm.auth("admin")),
+    )
+    assert sorted([first.status_code, second.status_code]) == [200, 202], (first.text, second.text)
+    assert first.json()["id"] == second.json()["id"]

@@ -157,6 +157,9 @@ class PrivacyService:
     ) -> tuple[dict[str, Any], bool, list[uuid.UUID]]:
         """(the erasure, whether it is new, export requests whose stored parts to drop)."""
         self.require_admin()
+        # The contact's row lock serialises concurrent erasures: the second sees the first.
+        if await self.repo.contact(contact_id, lock=True) is None:
+            raise ProblemError(404, "No such contact.")
         existing = await self.repo.erasure_of(contact_id)
         if existing is not None:
             return await self.view(existing), False, []
