@@ -377,8 +377,11 @@ async def test_merge_custom_and_sensitive_fields(
         "loser_ids": [loser["id"]],
         "choices": {f"custom_fields.{plain}": loser["id"]},
     }
-    # A marketer may merge but not read the sensitive value: masked in the preview.
+    # A marketer changes records but may not delete them, so cannot merge them away.
     r = await gw.post(f"{API}/contacts/merge/preview", json=body, headers=crm.auth("marketer"))
+    assert r.status_code == 403, r.text
+    # A sales manager may merge but not read the sensitive value: masked in the preview.
+    r = await gw.post(f"{API}/contacts/merge/preview", json=body, headers=crm.auth("sales_manager"))
     assert r.status_code == 200, r.text
     masked = _field(r.json(), f"custom_fields.{secret}")
     assert masked["chosen_from"] == loser["id"] and "X1234567" not in str(masked)

@@ -153,6 +153,12 @@ class MergeService:
         for record_id in ids:
             if not self.access.may_write(rows[record_id].owner_id):
                 raise forbidden(f"You can see {name} {record_id} but not change it.")
+        # Merging removes the losers: only those allowed to delete them may merge them away.
+        for record_id in req.loser_ids:
+            if not self.access.may_delete(rows[record_id].owner_id):
+                raise forbidden(
+                    f"Your role cannot delete {name} {record_id}, so it cannot merge it away."
+                )
         winner = rows[req.winner_id]
         if if_match is not None and if_match != winner.version:
             raise ProblemError(
