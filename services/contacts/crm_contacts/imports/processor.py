@@ -1018,7 +1018,7 @@ class ContactImporter:
         apg = await self._raw()
         await apg.execute(
             "CREATE TEMP TABLE IF NOT EXISTS import_patch ("
-            " id uuid PRIMARY KEY, expected int NOT NULL, mask text[] NOT NULL,"
+            " id uuid PRIMARY KEY, expected int NOT NULL,"
             " first_name text, last_name text, email text, phone text, company_id uuid,"
             " owner_id uuid, lifecycle_stage text, custom_fields jsonb, emails jsonb,"
             " phones jsonb, title text, address jsonb, source text, consent jsonb,"
@@ -1028,13 +1028,11 @@ class ContactImporter:
         records = []
         for record, values, _before in changed:
             full = {c: values.get(c, getattr(record, c)) for c in UPDATE_COLUMNS}
-            records.append(
-                (record.id, record.version, sorted(values), *self._record(full, UPDATE_COLUMNS))
-            )
+            records.append((record.id, record.version, *self._record(full, UPDATE_COLUMNS)))
         await apg.copy_records_to_table(
             "import_patch",
             records=records,
-            columns=["id", "expected", "mask", *UPDATE_COLUMNS],
+            columns=["id", "expected", *UPDATE_COLUMNS],
             schema_name="pg_temp",
         )
         assignments = ", ".join(f"{c} = p.{c}" for c in UPDATE_COLUMNS)
