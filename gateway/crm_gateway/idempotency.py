@@ -142,7 +142,7 @@ class IdempotencyLayer:
     def __init__(self, app: ASGIApp, settings: GatewaySettings, redis: RedisLink) -> None:
         self.app = app
         self.redis = redis
-        self.max_body = settings.max_body_bytes
+        self.settings = settings
         self.ttl_ms = settings.idempotency_ttl_seconds * 1000
         self.lock_ms = settings.idempotency_lock_seconds * 1000
         self.max_response = settings.idempotency_max_response_bytes
@@ -289,9 +289,10 @@ class IdempotencyLayer:
         """The whole request body, or None after answering 413 / on disconnect."""
         chunks: list[bytes] = []
         size = 0
+        limit = self.settings.body_limit(scope["path"])
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
-                await self._too_large(send, scope["path"])
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._too_large(send, scope["path"], limit)
                 return None
         while True:
             message: Any = await receive()
@@ -300,18 +301,18 @@ class IdempotencyLayer:
             chunk = message.get("body", b"")
             if chunk:
                 size += len(chunk)
-                if size > self.max_body:
-                    await self._too_large(send, scope["path"])
+                if size > limit:
+                    await self._too_large(send, scope["path"], limit)
                     return None
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _too_large(self, send: Send, path: str) -> None:
+    async def _too_large(self, send: Send, path: str, limit: int) -> None:
         await send_problem(
             send,
             413,
-            f"Request body exceeds {self.max_body} bytes",
+            f"Request body exceeds {limit} bytes",
             instance=path,
             extra_headers=[(b"connection", b"close")],
         )

@@ -155,7 +155,6 @@ class ProxyApp:
         self.settings = settings
         self.routes = routes
         self.pool = pool
-        self.max_body = settings.max_body_bytes
         self.breakers = {
             name: CircuitBreaker(
                 name, settings.circuit_failure_threshold, settings.circuit_cooldown_seconds
@@ -271,26 +270,27 @@ class ProxyApp:
         headers, content_length, chunked = self._upstream_headers(scope)
 
         body: _RequestBody | None = None
+        max_body = self.settings.body_limit(path)
         if content_length is not None:
             if not content_length.isdigit():
                 breaker.abandon()
                 await send_problem(send, 400, "Invalid Content-Length", instance=path)
                 return
-            if int(content_length) > self.max_body:
+            if int(content_length) > max_body:
                 breaker.abandon()
                 PROXY_ERRORS.labels(service, "too_large").inc()
                 await send_problem(
                     send,
                     413,
-                    f"Request body exceeds {self.max_body} bytes",
+                    f"Request body exceeds {max_body} bytes",
                     instance=path,
                     extra_headers=[(b"connection", b"close")],
                 )
                 return
             if int(content_length) > 0:
-                body = _RequestBody(receive, self.max_body)
+                body = _RequestBody(receive, max_body)
         elif chunked:
-            body = _RequestBody(receive, self.max_body)
+            body = _RequestBody(receive, max_body)
 
         url = self._url(service, scope)
         retry = method in _IDEMPOTENT and body is None
@@ -313,7 +313,7 @@ class ProxyApp:
                     await send_problem(
                         send,
                         413,
-                        f"Request body exceeds {self.max_body} bytes",
+                        f"Request body exceeds {max_body} bytes",
                         instance=path,
                         extra_headers=[(b"connection", b"close")],
                     )

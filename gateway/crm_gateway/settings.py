@@ -49,6 +49,9 @@ class GatewaySettings(PlatformSettings):
 
     # Largest request body accepted (Content-Length or counted while streaming) -> 413.
     max_body_bytes: int = 10 * 1024 * 1024
+    # Per-route body limits keyed like route_timeouts (first path segment after /api/v1/):
+    # CSV uploads are bigger than API calls (the contacts service caps them itself).
+    route_max_body_bytes: dict[str, int] = {"imports": 100 * 1024 * 1024}
 
     # Connection pool per upstream (one aiohttp session each).
     upstream_pool_size: int = 256
@@ -126,6 +129,13 @@ class GatewaySettings(PlatformSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("upstream URL must start with http:// or https://")
         return value
+
+    def body_limit(self, path: str) -> int:
+        """The request body limit of a public path."""
+        segment = (
+            path.removeprefix("/api/v1/").split("/", 1)[0] if path.startswith("/api/v1/") else ""
+        )
+        return self.route_max_body_bytes.get(segment, self.max_body_bytes)
 
     @property
     def upstream_urls(self) -> dict[str, str]:

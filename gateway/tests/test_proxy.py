@@ -86,7 +86,9 @@ async def contacts_stream(size: int, gated: bool = False) -> Stream:
     return Stream(chunks(), media_type="application/octet-stream")
 
 
-@post("/api/v1/contacts/upload", status_code=200, include_in_schema=False)
+@post(
+    ["/api/v1/contacts/upload", "/api/v1/imports/upload"], status_code=200, include_in_schema=False
+)
 async def contacts_upload(request: Request[Any, Any, Any]) -> dict[str, Any]:
     digest = hashlib.sha256()
     size = 0
@@ -161,6 +163,7 @@ def gateway_settings(urls: dict[str, str], **overrides: Any) -> GatewaySettings:
         **{f"{name}_url": url for name, url in urls.items()},
         route_timeouts={"reports": {"read": 0.3}},
         max_body_bytes=LIMIT,
+        route_max_body_bytes={"imports": 2 * LIMIT},
         ready_timeout_seconds=0.5,
         ready_cache_seconds=0.0,
         openapi_cache_seconds=0.0,
@@ -436,6 +439,24 @@ async def test_large_upload_with_content_length(client: httpx.AsyncClient) -> No
     r = await client.post("/api/v1/contacts/upload", content=body)
     assert r.status_code == 200, r.text
     assert r.json() == {"body_len": len(body), "body_sha256": hashlib.sha256(body).hexdigest()}
+
+
+async def test_route_body_limit_lets_imports_upload_more(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    body = PATTERN * (LIMIT // len(PATTERN) + 16)  # 1 MiB over the general limit
+    r = await client.post("/api/v1/imports/upload", content=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["body_len"] == len(body)
+    for path, size, expected in (
+        ("/api/v1/contacts/upload", len(body), 413),
+        ("/api/v1/imports/upload", 2 * LIMIT + 1, 413),
+    ):
+        status, _ = await raw_exchange(
+            stack.gateway.port,
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode(),
+        )
+        assert status == expected, path
 
 
 async def test_upload_is_streamed_not_buffered(client: httpx.AsyncClient) -> None:
