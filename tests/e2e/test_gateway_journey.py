@@ -135,6 +135,8 @@ async def test_cross_tenant_and_suspension(
     b_auth = {"Authorization": f"Bearer {b['tokens']['access_token']}"}
     for auth in (a_auth, b_auth):
         await eventually(lambda auth=auth: _is_active(gateway, auth))
+        # The gateway may hold the "provisioning" answer for a moment longer.
+        await eventually(lambda auth=auth: _passes(gateway, auth))
     a_user = a["user"]["id"]
     assert (await gateway.get(f"/api/v1/users/{a_user}", headers=b_auth)).status_code == 404
     spoofed = await gateway.get(
