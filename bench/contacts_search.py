@@ -38,6 +38,7 @@ from crm_contacts.app import SCHEMA as CONTACTS_SCHEMA
 from crm_contacts.companies.service import company_search_text
 from crm_contacts.contacts.service import ContactService, phone_digits, search_text
 from crm_contacts.records.query import ListQuery, RecordQueryBuilder
+from crm_contacts.records.repository import ADD_WORDS_SQL
 from crm_contacts.records.service import RecordContext
 from crm_lib.auth import Principal
 from crm_lib.migrations import upgrade_tenant_schema
@@ -354,6 +355,9 @@ async def load(db: Database, ds: Dataset) -> list[str]:
             ],
             columns=["id", "name", "domain", "search_text"],
         )
+        await raw.execute(
+            ADD_WORDS_SQL, [company_search_text(name, domain) for _c, name, domain in ds.companies]
+        )
     lines.append(
         f"members, team rule, field definitions, {len(ds.companies)} companies: "
         f"{watch.seconds:.1f} s"
@@ -376,6 +380,7 @@ async def load(db: Database, ds: Dataset) -> list[str]:
 
     watch = Stopwatch()
     gen_s = 0.0
+    words_s = 0.0
     copied = 0
     now = datetime.now(UTC)
     async with db.tenant_connection(t) as conn:
@@ -390,12 +395,17 @@ async def load(db: Database, ds: Dataset) -> list[str]:
             await raw.copy_records_to_table(
                 "contacts", schema_name=schema, records=batch, columns=CONTACT_COLUMNS
             )
+            # The search dictionary, as a CSV import fills it: one statement per chunk.
+            w = time.perf_counter()
+            await raw.execute(ADD_WORDS_SQL, [r[-1] for r in batch])
+            words_s += time.perf_counter() - w
             copied += len(batch)
             if copied % 200_000 == 0:
                 log(f"contacts_search: {copied} contacts copied ({watch.seconds:.0f} s)")
     lines.append(
         f"COPY {copied} contacts (secondary indexes dropped): {watch.seconds:.1f} s "
-        f"({copied / watch.seconds:.0f} rows/s; of which Python generation {gen_s:.1f} s)"
+        f"({copied / watch.seconds:.0f} rows/s; of which Python generation {gen_s:.1f} s, "
+        f"search dictionary {words_s:.1f} s)"
     )
 
     watch = Stopwatch()
@@ -411,6 +421,8 @@ async def load(db: Database, ds: Dataset) -> list[str]:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(text(f'VACUUM ANALYZE "{schema}".contacts'))
         await conn.execute(text(f'VACUUM ANALYZE "{schema}".companies'))
+        await conn.execute(text(f'VACUUM ANALYZE "{schema}".search_words'))
+        words = await conn.scalar(text(f'SELECT count(*) FROM "{schema}".search_words'))
         size = (
             await conn.execute(
                 text(
@@ -420,7 +432,8 @@ async def load(db: Database, ds: Dataset) -> list[str]:
             )
         ).one()
     lines.append(
-        f"VACUUM ANALYZE: {watch.seconds:.1f} s; contacts table {size[0]}, indexes {size[1]}"
+        f"VACUUM ANALYZE: {watch.seconds:.1f} s; contacts table {size[0]}, indexes {size[1]}; "
+        f"search dictionary {words:,} words"
     )
     return lines
 
@@ -468,12 +481,32 @@ class Runner:
         return time.perf_counter() - started, out
 
 
+#: Typo query -> the name it misspells (lower-case): the first page is checked for it.
+INTENDED: dict[str, str] = {}
+
+
 def _typo(word: str) -> str:
     """Swap two letters in the middle of a word (a common typing slip)."""
     if len(word) < 5:
         return word
     i = len(word) // 2
-    return word[: i - 1] + word[i] + word[i - 1] + word[i + 1 :]
+    typo = word[: i - 1] + word[i] + word[i - 1] + word[i + 1 :]
+    INTENDED[typo.lower()] = word.lower()
+    return typo
+
+
+def _intended(q: str, rows: list[dict[str, Any]]) -> int | None:
+    """How many result rows carry the name a typo query misspells (None: not a typo query)."""
+    words = [INTENDED[w] for w in q.lower().split() if w in INTENDED]
+    if not words:
+        return None
+    return sum(
+        1
+        for r in rows
+        if all(
+            w in ((r["first_name"] or "").lower(), (r["last_name"] or "").lower()) for w in words
+        )
+    )
 
 
 def search_queries(ds: Dataset) -> list[tuple[str, str]]:
@@ -512,6 +545,8 @@ class Samples:
 
     times: dict[str, list[float]] = field(default_factory=dict)
     hits: dict[str, list[int]] = field(default_factory=dict)
+    #: Typo queries: first-page rows with the misspelt name.
+    intended: dict[str, int] = field(default_factory=dict)
 
     def add(self, label: str, seconds: float, hits: int | None = None) -> None:
         self.times.setdefault(label, []).append(seconds)
@@ -530,12 +565,16 @@ async def measure_search(
         for r in range(rounds + 1):  # round 0 warms caches and is not recorded
             for kind, q in queries:
 
-                async def search(svc: ContactService, q: str = q) -> int:
-                    return len((await svc.page(ListQuery(q=q, limit=50))).data)
+                async def search(svc: ContactService, q: str = q) -> list[dict[str, Any]]:
+                    return (await svc.page(ListQuery(q=q, limit=50))).data
 
-                seconds, hits = await runner.call(caller, search)
+                seconds, rows = await runner.call(caller, search)
                 if r:
-                    out.add(f"{caller.label}|{kind}|{q}", seconds, hits)
+                    key = f"{caller.label}|{kind}|{q}"
+                    out.add(key, seconds, len(rows))
+                    found = _intended(q, rows)
+                    if found is not None:
+                        out.intended[key] = found
     return out
 
 
@@ -630,7 +669,11 @@ def _by_kind(samples: Samples, caller: str) -> list[str]:
             continue
         kinds.setdefault(kind, []).extend(times)
         hits.setdefault(kind, []).append(samples.hits[key][0])
-        lines.append(f"    {kind:32} {q!r:34} {_ms(times):34} hits {samples.hits[key][0]}")
+        found = samples.intended.get(key)
+        lines.append(
+            f"    {kind:32} {q!r:34} {_ms(times):34} hits {samples.hits[key][0]}"
+            + (f" (with the intended name: {found})" if found is not None else "")
+        )
     head = [
         f"  {kind:34} {_ms(times)}  (queries {len(hits[kind])}, first-page hits {hits[kind]})"
         for kind, times in kinds.items()

@@ -29,6 +29,7 @@ from crm_contacts.contacts.service import ContactService, phone_digits, search_t
 from crm_contacts.fields.values import FieldErrors, FieldSpec, validate_values
 from crm_contacts.imports.csvfile import TOO_LARGE
 from crm_contacts.models import Company, Contact, Member
+from crm_contacts.records.repository import ADD_WORDS_SQL
 from crm_contacts.records.service import REDACTED, jsonable
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
@@ -946,6 +947,7 @@ class ContactImporter:
             records=[self._record(v, CREATE_COLUMNS) for v in rows],
             columns=list(CREATE_COLUMNS),
         )
+        await apg.execute(ADD_WORDS_SQL, [v["search_text"] for v in rows])
         links = [(v["id"], v["company_id"], True) for v in rows if v["company_id"] is not None]
         if links:
             await apg.copy_records_to_table(
@@ -1045,6 +1047,9 @@ class ContactImporter:
             self.access.actor,
         )
         versions = {r["id"]: r["version"] for r in updated}
+        texts = [v["search_text"] for _r, v, _b in changed if v.get("search_text")]
+        if texts:
+            await apg.execute(ADD_WORDS_SQL, texts)
         history = []
         links: list[tuple[uuid.UUID, uuid.UUID | None]] = []
         for record, values, before in changed:

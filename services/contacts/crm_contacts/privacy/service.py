@@ -25,7 +25,7 @@ from crm_contacts.access import ADMINS, Access
 from crm_contacts.crypto import TenantCipher
 from crm_contacts.models import Contact, GdprRequest
 from crm_contacts.privacy.repository import PrivacyRepository
-from crm_contacts.records.repository import RecordRepository
+from crm_contacts.records.repository import RecordRepository, SearchWordRepository
 from crm_contacts.records.service import jsonable
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
@@ -172,8 +172,10 @@ class PrivacyService:
         ids = [r.id for r in everyone]
         fingerprints = email_fingerprints(e["address"] for r in everyone for e in r.emails)
         actor = self.access.actor
+        texts = [r.search_text for r in everyone]
         records = {
             "contacts": await self.repo.anonymise(ids, actor),
+            "search_words": len(await SearchWordRepository(self.session).forget(texts)),
             "activities": await self.repo.redact_activities(ids),
             "history": await self.repo.redact_history(ids),
             "merges": await self.repo.forget_merges(ids),

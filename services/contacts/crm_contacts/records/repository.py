@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
     Select,
+    bindparam,
     func,
     insert,
     select,
@@ -16,9 +19,123 @@ from sqlalchemy import (
     union,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import Text
 
 from crm_contacts.models import AccessAudit, FieldChange, Member
+
+# --------------------------------------------------------------------------- search dictionary
+# A dictionary word is a run of letters/digits of a search text (``[^[:alnum:]]+`` splits),
+# 3 to 60 characters long and without a digit: phone numbers, numbered email local parts and
+# external ids stay out (search finds those by trigram over ``search_text``). The migration
+# con_t0006 backfills with the same rule.
+_ADD_WORDS = (
+    "INSERT INTO search_words (word)"
+    " SELECT DISTINCT w FROM unnest({texts}) AS t(s),"
+    " regexp_split_to_table(t.s, '[^[:alnum:]]+') AS w"
+    " WHERE length(w) BETWEEN 3 AND 60 AND w !~ '[0-9]'"
+    # Sorted, so concurrent writers adding the same new words take their locks in one order.
+    " ORDER BY 1 ON CONFLICT DO NOTHING"
+)
+#: The words of ``$1`` (a ``text[]`` of search texts) into the dictionary, for asyncpg
+#: connections writing with COPY (imports, the benchmark loader): one statement per chunk.
+ADD_WORDS_SQL = _ADD_WORDS.format(texts="$1::text[]")
+_WORD_RUN = re.compile(r"[^\W_]+")
+_DIGIT = re.compile(r"[0-9]")
+
+
+def word_runs(value: str) -> list[str]:
+    """Runs of letters/digits of ``value`` (what ``[^[:alnum:]]+`` leaves)."""
+    return _WORD_RUN.findall(value)
+
+
+def dictionary_words(texts: Iterable[str]) -> list[str]:
+    """The distinct dictionary words of search texts, sorted."""
+    return sorted(
+        {w for t in texts for w in word_runs(t or "") if 3 <= len(w) <= 60 and not _DIGIT.search(w)}
+    )
+
+
+class SearchWordRepository:
+    """The tenant's search dictionary (``search_words``)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, texts: Iterable[str | None]) -> None:
+        """Add the words of ``texts`` (set-based, one statement; known words are skipped)."""
+        wanted = [t for t in texts if t]
+        if not wanted:
+            return
+        stmt = text(_ADD_WORDS.format(texts=":texts")).bindparams(
+            bindparam("texts", type_=ARRAY(Text))
+        )
+        await self.session.execute(stmt, {"texts": wanted})
+
+    async def forget(self, texts: Iterable[str]) -> list[str]:
+        """Drop the words of ``texts`` that no live contact or company has any more.
+
+        After an erasure: a name only the erased person had must not stay behind in the
+        dictionary. One statement per word, each an index-backed ``EXISTS`` (trigram
+        regex over ``search_text``); returns the words removed.
+        """
+        removed = []
+        for word in dictionary_words(texts):
+            # Words are letters/digits only: nothing in them is a regex operator.
+            pattern = f"(^|[^[:alnum:]]){word}($|[^[:alnum:]])"
+            gone = await self.session.scalar(
+                text(
+                    "DELETE FROM search_words WHERE word = :w"
+                    " AND NOT EXISTS (SELECT 1 FROM contacts"
+                    "  WHERE deleted_at IS NULL AND search_text ~ :p)"
+                    " AND NOT EXISTS (SELECT 1 FROM companies"
+                    "  WHERE deleted_at IS NULL AND search_text ~ :p)"
+                    " RETURNING word"
+                ),
+                {"w": word, "p": pattern},
+            )
+            if gone is not None:
+                removed.append(gone)
+        return removed
+
+    async def closest(
+        self, terms: list[str], similarity: float, limit: int
+    ) -> dict[str, list[str] | None]:
+        """Per term: ``None`` when a dictionary word starts with it, else the ``limit``
+        words most similar to it (trigram similarity ≥ ``similarity``, best first)."""
+        if not terms:
+            return {}
+        await self.session.execute(
+            text("SELECT set_config('pg_trgm.similarity_threshold', :v, true)"),
+            {"v": str(similarity)},
+        )
+        stmt = text(
+            "SELECT t.term, CASE WHEN k.known THEN NULL ELSE ARRAY("
+            "  SELECT w.word FROM search_words AS w"
+            "  WHERE w.word OPERATOR(extensions.%) t.term"
+            "  ORDER BY extensions.similarity(w.word, t.term) DESC, w.word LIMIT :limit"
+            " ) END AS near"
+            " FROM unnest(:terms) AS t(term)"
+            " CROSS JOIN LATERAL (SELECT EXISTS ("
+            "  SELECT 1 FROM search_words AS w"
+            "  WHERE w.word >= t.term AND w.word < t.term || :top"
+            " ) AS known) AS k"
+        ).bindparams(bindparam("terms", type_=ARRAY(Text)))
+        rows = await self.session.execute(
+            stmt, {"terms": terms, "limit": limit, "top": "\U0010ffff"}
+        )
+        return {term: (list(near) if near is not None else None) for term, near in rows.all()}
+
+    async def existing(self, words: Iterable[str]) -> set[str]:
+        """Those of ``words`` that are in the dictionary (primary-key probes)."""
+        wanted = sorted(set(words))
+        if not wanted:
+            return set()
+        stmt = text("SELECT word FROM search_words WHERE word = ANY(:words)").bindparams(
+            bindparam("words", type_=ARRAY(Text))
+        )
+        return set((await self.session.scalars(stmt, {"words": wanted})).all())
 
 
 class RecordRepository:
@@ -57,7 +174,9 @@ class RecordRepository:
 
     async def insert(self, values: dict[str, Any]) -> Any:
         stmt = insert(self.model).values(**values).returning(self.model)
-        return (await self.session.execute(stmt)).scalar_one()
+        row = (await self.session.execute(stmt)).scalar_one()
+        await SearchWordRepository(self.session).add([values.get("search_text")])
+        return row
 
     async def update(self, record_id: uuid.UUID, values: dict[str, Any]) -> Any:
         stmt = (
@@ -67,7 +186,10 @@ class RecordRepository:
             .returning(self.model)
             .execution_options(synchronize_session=False, populate_existing=True)
         )
-        return (await self.session.execute(stmt)).scalar_one()
+        row = (await self.session.execute(stmt)).scalar_one()
+        if isinstance(values.get("search_text"), str):
+            await SearchWordRepository(self.session).add([values["search_text"]])
+        return row
 
     async def page(
         self,
@@ -86,13 +208,15 @@ class RecordRepository:
         self,
         where: list[ColumnElement[bool]],
         exact: ColumnElement[bool],
-        fuzzy: ColumnElement[bool],
+        fuzzy: ColumnElement[bool] | None,
         limit: int,
         fuzzy_below: int,
-    ) -> CompoundSelect:
+    ) -> Select[Any] | CompoundSelect:
         """Ids of up to ``limit`` live ``exact`` matches, plus up to ``limit`` ``fuzzy``
         ones when there were fewer than ``fuzzy_below`` exact ones (else no fuzzy scan)."""
         live = [self.model.deleted_at.is_(None), *where]
+        if fuzzy is None:
+            return select(self.model.id).where(*live, exact).limit(limit)
         first = select(self.model.id).where(*live, exact).limit(limit).cte("search_exact")
         short = select(func.count()).select_from(first).scalar_subquery() < fuzzy_below
         more = select(self.model.id).where(*live, fuzzy, short).limit(limit)

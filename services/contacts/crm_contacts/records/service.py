@@ -15,7 +15,18 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, Float, Integer, cast, func, literal, text, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    text,
+    type_coerce,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.schema import Column as TableColumn
 
@@ -31,7 +42,7 @@ from crm_contacts.records.query import (
     prefix_tsquery,
     search_terms,
 )
-from crm_contacts.records.repository import RecordRepository
+from crm_contacts.records.repository import RecordRepository, SearchWordRepository, word_runs
 from crm_contacts.tags.repository import TagRepository
 from crm_contacts.tags.service import TagService
 from crm_lib.events import emit
@@ -41,8 +52,14 @@ from crm_lib.pagination import Page, decode_cursor
 REDACTED = "[sensitive]"
 #: How many matches of each kind (exact/prefix, fuzzy) a search ranks at most.
 SEARCH_CANDIDATES = 1000
-#: Fuzzy (trigram) matches are looked for only when fewer exact/prefix ones were found.
+#: Fuzzy (typo) matches are looked for only when fewer exact/prefix ones were found.
 FUZZY_BELOW = 1
+#: A query word no dictionary word starts with (``search_words``) is corrected to at most
+#: ``TYPO_CORRECTIONS`` words, chosen by edit distance among the words one edit away and
+#: the ``TYPO_CANDIDATES`` most trigram-similar ones (similarity ≥ ``TYPO_SIMILARITY``).
+TYPO_CORRECTIONS = 3
+TYPO_CANDIDATES = 20
+TYPO_SIMILARITY = 0.3
 
 
 @dataclass(frozen=True)
@@ -233,9 +250,8 @@ class RecordService:
             terms = search_terms(query.q)
             if not terms:
                 return Page([], None)
-            condition, rank = self.search(terms, list(where))
+            condition, rank = await self.search(terms, list(where))
             where.append(condition)
-            await self.repo.set_word_similarity_threshold(self.ctx.word_similarity)
             descending, expr = True, rank
         else:
             _name, expr, descending = builder.sort_expr(query.sort)
@@ -269,35 +285,104 @@ class RecordService:
             return []
         return [expr <= value if descending else expr >= value]
 
-    def search(
+    async def search(
         self, terms: list[str], where: list[ColumnElement[bool]]
     ) -> tuple[ColumnElement[bool], ColumnElement[Any]]:
-        """Exact/prefix matches first, then typo-tolerant trigram matches, ranked.
+        """Exact/prefix matches first, then typo-tolerant ones, ranked.
 
         An exact/prefix match is every word as a prefix in the full-text index
-        (``search_vector``; companies: the phrase as a substring), a fuzzy match a
-        trigram word similarity over ``search_text`` (typos, digits inside a phone
-        number). Each kind collects at most ``SEARCH_CANDIDATES`` records that pass
-        ``where`` (visibility, filters), the fuzzy kind only when there were fewer than
-        ``FUZZY_BELOW`` exact/prefix ones; only those candidates are ranked: 1 for an
-        exact/prefix match plus the word similarity, so they come before fuzzy ones. A
-        common three-letter prefix matches a tenth of a large table, and ranking all of
-        it would take seconds; a fuzzy scan costs a word similarity per trigram candidate.
+        (``search_vector``; companies: the phrase as a substring). Fuzzy matches are
+        looked for only when there were fewer than ``FUZZY_BELOW`` exact/prefix ones
+        (visibility and filters applied). Contacts: each query word that no word of the
+        tenant's search dictionary starts with is corrected to its closest dictionary
+        words (``typo_plan``), and the same full-text index answers "the word or one of
+        its corrections" for every word. A trigram word similarity over ``search_text``
+        is the fallback for words with digits (digits inside a phone number, a numbered
+        email) and for words the dictionary has nothing close to (companies: always).
+
+        Each kind collects at most ``SEARCH_CANDIDATES`` records; only those are ranked:
+        2 for an exact/prefix match, plus how close the matched corrections are to the
+        words typed (contacts' dictionary path: 1 minus edit distance over length, averaged
+        over the words), plus a tenth of the word similarity of the query to the record's
+        text as the tie-breaker: exact ones first, then the likeliest intended words.
+        A common three-letter prefix matches a tenth of a large table, and ranking all of
+        it would take seconds.
         """
         model = self.entity.model
         phrase = " ".join(terms)
         text_col = model.search_text
-        fuzzy = text_col.op("OPERATOR(extensions.%>)")(literal(phrase))
         vector = getattr(model, "search_vector", None)
+        fuzzies: list[ColumnElement[bool]] = []
+        closeness: ColumnElement[Any] = literal(0.0, Float)
         if vector is None:
             exact = text_col.like(f"%{_escape_like(phrase)}%", escape="\\")
+            need_trigram = True
         else:
-            tsquery = func.to_tsquery(text("'simple'::regconfig"), prefix_tsquery(terms))
-            exact = vector.op("@@")(tsquery)
+            exact = vector.op("@@")(_tsquery(prefix_tsquery(terms)))
+            plan = await self.typo_plan(terms)
+            need_trigram = plan.need_trigram
+            if plan.groups:
+                fuzzies.append(vector.op("@@")(_tsquery(plan.tsquery())))
+                closeness = sum(
+                    (
+                        case(
+                            *((vector.op("@@")(_tsquery(f"'{w}':*")), s) for w, s in group),
+                            else_=0.0,
+                        )
+                        for group in plan.groups
+                    ),
+                    literal(0.0, Float),
+                ) / len(plan.groups)
+        if need_trigram:
+            await self.repo.set_word_similarity_threshold(self.ctx.word_similarity)
+            fuzzies.append(text_col.op("OPERATOR(extensions.%>)")(literal(phrase)))
+        fuzzy = or_(*fuzzies) if fuzzies else None
         similarity = func.extensions.word_similarity(literal(phrase), text_col, type_=Float)
-        rank = type_coerce(cast(exact, Integer) + similarity, Float)
+        rank = type_coerce(cast(exact, Integer) * 2 + closeness + similarity * 0.1, Float)
         ids = self.repo.search_candidates(where, exact, fuzzy, SEARCH_CANDIDATES, FUZZY_BELOW)
         return model.id.in_(ids), rank
+
+    async def typo_plan(self, terms: list[str]) -> TypoPlan:
+        """How the fuzzy kind looks for ``terms`` (contacts).
+
+        Each query word is split into the words the dictionary holds (``typo_pieces``).
+        A piece no dictionary word starts with gets candidates: the ``TYPO_CANDIDATES``
+        dictionary words most trigram-similar to it (≥ ``TYPO_SIMILARITY``) and the
+        dictionary words one edit away (letters swapped, dropped, added or replaced:
+        trigrams miss a swap in a short word). The ``TYPO_CORRECTIONS`` with the smallest
+        edit distance become its alternatives, scored by closeness. Pieces with digits,
+        or with no candidate at all, need the trigram fallback instead; no groups when
+        the full-text query would be the exact one.
+        """
+        pieces = [p for term in terms for p in typo_pieces(term)]
+        if not pieces or any(c in "0123456789" for p in pieces for c in p):
+            return TypoPlan([], True)
+        words = SearchWordRepository(self.session)
+        lookups = sorted({p for p in pieces if len(p) >= 3})
+        near = await words.closest(lookups, TYPO_SIMILARITY, TYPO_CANDIDATES)
+        edits = {p: one_edit(p) for p in lookups if near.get(p) is not None and len(p) <= 12}
+        found = await words.existing(v for variants in edits.values() for v in variants)
+        groups: list[list[tuple[str, float]]] = []
+        need_trigram = corrected = False
+        for piece in pieces:
+            candidates = set(near.get(piece) or []) | (edits.get(piece, set()) & found)
+            candidates.discard(piece)
+            if near.get(piece) is not None and not candidates:
+                need_trigram = True
+            scored = sorted(
+                (edit_distance(piece, w), -trigram_similarity(piece, w), w) for w in candidates
+            )
+            best = scored[0][0] if scored else 0
+            alternatives = [(piece, 1.0)] + [
+                (w, round(1.0 - d / max(len(piece), len(w)), 3))
+                for d, _sim, w in scored[:TYPO_CORRECTIONS]
+                if d <= best + 1
+            ]
+            corrected = corrected or len(alternatives) > 1
+            groups.append(alternatives)
+        if not corrected and pieces == terms:
+            return TypoPlan([], need_trigram)
+        return TypoPlan(groups, need_trigram)
 
     async def tag_conditions(self, query: ListQuery) -> list[ColumnElement[bool]]:
         model = self.entity.model
@@ -546,6 +631,86 @@ class RecordService:
                 details={"owner_id": str(owner_id), "ids": [str(i) for i in updated[:1000]]},
             )
         return updated, skipped
+
+
+@dataclass(frozen=True)
+class TypoPlan:
+    """Per query piece its alternatives (the piece first, then corrections) with a
+    closeness score in (0, 1]; and whether the trigram fallback is needed too."""
+
+    groups: list[list[tuple[str, float]]]
+    need_trigram: bool
+
+    def tsquery(self) -> str:
+        """Every piece, as itself or one of its corrections, as prefixes."""
+        return " & ".join(
+            "(" + " | ".join(f"'{w}':*" for w, _score in group) + ")" for group in self.groups
+        )
+
+
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
+
+
+def one_edit(word: str) -> set[str]:
+    """Strings one edit from ``word`` (a letter dropped, two adjacent ones swapped, one
+    replaced or one added; letters a-z and the word's own), at least 3 long."""
+    letters = _LETTERS | set(word)
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    out = {a + b[1:] for a, b in splits if b}
+    out |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    out |= {a + c + b[1:] for a, b in splits if b for c in letters}
+    out |= {a + c + b for a, b in splits for c in letters}
+    out.discard(word)
+    return {w for w in out if len(w) >= 3}
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: a dropped, added or replaced letter, or two
+    adjacent letters swapped, each cost 1."""
+    before: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], before[j - 2] + 1)
+        before, prev = prev, cur
+    return prev[len(b)]
+
+
+def _trigrams(word: str) -> set[str]:
+    padded = f"  {word} "
+    return {padded[i : i + 3] for i in range(len(padded) - 2)}
+
+
+def trigram_similarity(a: str, b: str) -> float:
+    """pg_trgm's ``similarity`` of two single words (shared / all padded trigrams)."""
+    ta, tb = _trigrams(a), _trigrams(b)
+    return len(ta & tb) / len(ta | tb) if ta or tb else 0.0
+
+
+def typo_pieces(term: str) -> list[str]:
+    """The dictionary-sized words of one query word, in the shape ``search_text`` holds them.
+
+    Letters/digits runs (``a.b-c`` → a, b, c). An email address gives its local part's runs
+    and the first label of its domain (``search_text`` has ``marnubra.com`` as one host
+    lexeme, which ``'marnubra':*`` matches and ``'com'`` would not); likewise a bare host
+    (``acme.com``, ``example.co.uk``: a last label of at most three letters) gives its
+    first label.
+    """
+    if "@" in term:
+        local, _, domain = term.partition("@")
+        return word_runs(local) + word_runs(domain)[:1]
+    runs = word_runs(term)
+    if "." in term and len(runs) > 1 and len(runs[-1]) <= 3 and runs[-1].isalpha():
+        return runs[:1]
+    return runs
+
+
+def _tsquery(query: str) -> ColumnElement[Any]:
+    return func.to_tsquery(text("'simple'::regconfig"), query)
 
 
 def _escape_like(value: str) -> str:
