@@ -243,7 +243,7 @@ class ContactService(RecordService):
         values["search_text"] = search_text(values, company_name)
         row = await self.repo.insert(values)
         if data.company_id is not None:
-            await self._set_primary_link(record_id, data.company_id)
+            await self.set_primary_link(record_id, data.company_id)
         fields = {k: v for k, v in self.snapshot(row).items() if v not in (None, [], {}, "")}
         await self.record_history(record_id, {"created": {"from": None, "to": reason}}, reason)
         await self.announce(
@@ -271,7 +271,7 @@ class ContactService(RecordService):
         if existing is not None:
             raise duplicate_problem([Duplicate(existing, "same external_id")], forceable=False)
 
-    async def _set_primary_link(self, contact_id: uuid.UUID, company_id: uuid.UUID | None) -> None:
+    async def set_primary_link(self, contact_id: uuid.UUID, company_id: uuid.UUID | None) -> None:
         await self.session.execute(
             update(ContactCompany)
             .where(ContactCompany.contact_id == contact_id, ContactCompany.is_primary)
@@ -338,7 +338,7 @@ class ContactService(RecordService):
         values["search_text"] = search_text(merged, await self._company_name(company_id))
         updated, changes = await self.apply_update(row, values)
         if "company_id" in changes:
-            await self._set_primary_link(record_id, company_id)
+            await self.set_primary_link(record_id, company_id)
         return updated
 
     # ------------------------------------------------------------------ company links

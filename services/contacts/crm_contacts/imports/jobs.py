@@ -7,22 +7,25 @@ next holder of the lease continues from the checkpoint.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import msgspec
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_contacts.access import access_for
 from crm_contacts.contacts.service import ContactService
 from crm_contacts.imports import csvfile
-from crm_contacts.imports.processor import ContactImporter, DryState, Options
+from crm_contacts.fields.values import FieldSpec
+from crm_contacts.imports.processor import ContactImporter, DryState, Options, Prepared
 from crm_contacts.imports.repository import ImportRepository
 from crm_contacts.imports.service import principal_of
 from crm_contacts.models import Contact, ImportJob
-from crm_contacts.records.http import master_key
-from crm_contacts.records.service import RecordContext
+from crm_contacts.records.http import context_for
+from crm_contacts.records.service import REDACTED, RecordContext
 from crm_contacts.settings import ContactsSettings
 from crm_lib.events import emit
 
@@ -34,17 +37,49 @@ FAULTS: dict[uuid.UUID, Callable[[uuid.UUID, int], Awaitable[None]]] = {}
 async def record_context(
     session: AsyncSession, principal_record: dict[str, Any], settings: ContactsSettings
 ) -> RecordContext:
-    principal = principal_of(principal_record)
-    return RecordContext(
-        access=await access_for(session, principal),
-        master_key=master_key(settings),
-        word_similarity=settings.search_word_similarity,
-        duplicate_similarity=settings.duplicate_name_similarity,
-    )
+    return await context_for(session, principal_of(principal_record), settings)
 
 
 def _lease(settings: ContactsSettings) -> Any:
     return func.now() + text(f"interval '{int(settings.job_lease_seconds)} seconds'")
+
+
+class Lookahead:
+    """The next chunk of a running import, parsed and validated in a worker thread while
+    the current chunk's statements are in flight (the CPU work of chunk N+1 overlaps the
+    database work of chunk N). Nothing is written ahead: each chunk is still looked up,
+    written and checkpointed in its own transaction, in order."""
+
+    def __init__(self) -> None:
+        self.seq: int | None = None
+        self.task: asyncio.Future[Prepared] | None = None
+
+    def start(
+        self, seq: int, importer: ContactImporter, data: bytes, specs: Mapping[str, FieldSpec]
+    ) -> None:
+        self.cancel()
+
+        def work() -> Prepared:
+            return importer.prepare(csvfile.unpack(data), specs)
+
+        self.seq = seq
+        self.task = asyncio.ensure_future(asyncio.to_thread(work))
+
+    async def take(self, seq: int) -> Prepared | None:
+        task, self.task = self.task, None
+        if task is None or self.seq != seq:
+            if task is not None:
+                task.cancel()
+            return None
+        try:
+            return await task
+        except Exception:  # prepared again in the step itself
+            return None
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
 
 
 async def import_step(
@@ -52,6 +87,7 @@ async def import_step(
     job: ImportJob,
     settings: ContactsSettings,
     dry: DryState | None,
+    ahead: Lookahead | None = None,
 ) -> bool:
     """Process the chunk at the checkpoint; True when the job is finished."""
     repo = ImportRepository(session)
@@ -60,7 +96,8 @@ async def import_step(
     if job.checkpoint >= job.chunk_count:
         await _finish_import(session, job)
         return True
-    chunk = await repo.chunk(job.id, job.checkpoint)
+    prepared = await ahead.take(job.checkpoint) if ahead is not None else None
+    chunk = await repo.chunk(job.id, job.checkpoint, with_data=prepared is None)
     assert chunk is not None
     ctx = await record_context(session, job.principal, settings)
     svc = ContactService(session, ctx)
@@ -73,7 +110,12 @@ async def import_step(
         Options.of(job.options),
         emit_record_events=job.total_rows <= settings.import_record_events_max,
     )
-    result = await importer.process(chunk.seq, csvfile.unpack(chunk.data), dry=dry)
+    if ahead is not None and job.checkpoint + 1 < job.chunk_count:
+        following = await repo.chunk_data(job.id, job.checkpoint + 1)
+        if following is not None:
+            ahead.start(job.checkpoint + 1, importer, following, await svc.specs())
+    rows = prepared.rows if prepared is not None else csvfile.unpack(chunk.data)
+    result = await importer.process(chunk.seq, rows, dry=dry, prepared=prepared)
     await repo.add_errors(job.id, result.errors)
     if result.created_ids:
         await repo.set_created(job.id, chunk.seq, result.created_ids)

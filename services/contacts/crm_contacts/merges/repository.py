@@ -130,23 +130,6 @@ class MergeRepository:
                 .on_conflict_do_nothing()
             )
 
-    async def set_primary(self, contact_id: uuid.UUID, company_id: uuid.UUID | None) -> None:
-        await self.session.execute(
-            update(ContactCompany)
-            .where(ContactCompany.contact_id == contact_id, ContactCompany.is_primary)
-            .values(is_primary=False)
-        )
-        if company_id is not None:
-            stmt = pg_insert(ContactCompany).values(
-                contact_id=contact_id, company_id=company_id, is_primary=True
-            )
-            await self.session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[ContactCompany.contact_id, ContactCompany.company_id],
-                    set_={"is_primary": True},
-                )
-            )
-
     async def restore_contact_links(
         self, contact_id: uuid.UUID, before: list[dict[str, Any]]
     ) -> None:

@@ -319,7 +319,8 @@ class MergeService:
             snapshot["links_before"] = await repo.contact_links(winner.id)
             await repo.copy_links(loser_ids, winner.id)
             if updated.company_id != winner_company(restore):
-                await repo.set_primary(winner.id, updated.company_id)
+                assert isinstance(self.records, ContactService)
+                await self.records.set_primary_link(winner.id, updated.company_id)
             links = await repo.contact_links(winner.id)
             repointed["company_links"] = len(links) - len(snapshot["links_before"])
         else:

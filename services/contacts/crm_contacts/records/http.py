@@ -45,7 +45,13 @@ def contacts_settings(runtime: ServiceRuntime) -> ContactsSettings:
 async def record_context(
     session: AsyncSession, principal: Principal, runtime: ServiceRuntime
 ) -> RecordContext:
-    settings = contacts_settings(runtime)
+    return await context_for(session, principal, contacts_settings(runtime))
+
+
+async def context_for(
+    session: AsyncSession, principal: Principal, settings: ContactsSettings
+) -> RecordContext:
+    """What record services need for ``principal`` (HTTP handlers and background jobs)."""
     return RecordContext(
         access=await access_for(session, principal),
         master_key=master_key(settings),
