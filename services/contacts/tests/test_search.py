@@ -177,6 +177,8 @@ async def test_typo_of_a_name_is_corrected_through_the_dictionary(
     near = await _contact(gw, crm, "owner", first_name="Ann", last_name=last[:-1] + "q")
     ranked = await _ids(gw, h, _swap(last, 3))
     assert set(ranked[:2]) == {jennifer["id"], other["id"]} and near["id"] in ranked[2:]
+    # A part of a word (no word starts with it) finds the words containing it.
+    assert set(await _ids(gw, h, last[4:])) == {jennifer["id"], other["id"]}
     # Visibility still applies on the fuzzy path: a rep sees none of the owner's records.
     assert await _ids(gw, crm.auth("sales_rep"), _swap(last, 5)) == []
 

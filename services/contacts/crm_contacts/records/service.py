@@ -350,9 +350,10 @@ class RecordService:
         dictionary words most trigram-similar to it (≥ ``TYPO_SIMILARITY``) and the
         dictionary words one edit away (letters swapped, dropped, added or replaced:
         trigrams miss a swap in a short word). The ``TYPO_CORRECTIONS`` with the smallest
-        edit distance become its alternatives, scored by closeness. Pieces with digits,
-        or with no candidate at all, need the trigram fallback instead; no groups when
-        the full-text query would be the exact one.
+        ``typo_distance`` (edit distance; 1 for a word containing the piece) become its
+        alternatives, scored by closeness. Pieces with digits, or with no candidate at
+        all, need the trigram fallback instead; no groups when the full-text query would
+        be the exact one.
         """
         pieces = [p for term in terms for p in typo_pieces(term)]
         if not pieces or any(c in "0123456789" for p in pieces for c in p):
@@ -370,7 +371,7 @@ class RecordService:
             if near.get(piece) is not None and not candidates:
                 need_trigram = True
             scored = sorted(
-                (edit_distance(piece, w), -trigram_similarity(piece, w), w) for w in candidates
+                (typo_distance(piece, w), -trigram_similarity(piece, w), w) for w in candidates
             )
             best = scored[0][0] if scored else 0
             alternatives = [(piece, 1.0)] + [
@@ -678,6 +679,14 @@ def edit_distance(a: str, b: str) -> int:
                 cur[j] = min(cur[j], before[j - 2] + 1)
         before, prev = prev, cur
     return prev[len(b)]
+
+
+def typo_distance(piece: str, word: str) -> int:
+    """How far ``word`` is from a typed ``piece``: its edit distance, but 1 when the piece
+    (4+ letters) is part of the word (a partial word: "ilton" for "hamilton")."""
+    if len(piece) >= 4 and piece in word:
+        return 1
+    return edit_distance(piece, word)
 
 
 def _trigrams(word: str) -> set[str]:
