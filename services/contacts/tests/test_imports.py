@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import httpx
+import msgspec
 import pytest_asyncio
 from sqlalchemy import text
 
@@ -97,6 +98,32 @@ async def _live(platform: RunningPlatform, tenant: CrmTenant, source: str) -> li
         return list(rows.all())
 
 
+async def _cards(
+    platform: RunningPlatform, tenant: CrmTenant, ids: list[Any]
+) -> dict[uuid.UUID, tuple[str | None, str | None, str]]:
+    """Sales' contact cards of these contacts: id -> (first name, email, status)."""
+    async with platform.runtime("sales").db.tenant_session(tenant.tenant_id) as session:
+        rows = await session.execute(
+            text(
+                "SELECT id, first_name, email, status FROM contact_cards"
+                " WHERE id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"ids": list(ids)},
+        )
+        return {r.id: (r.first_name, r.email, r.status) for r in rows.all()}
+
+
+async def _cards_match(
+    platform: RunningPlatform,
+    tenant: CrmTenant,
+    want: dict[uuid.UUID, tuple[str | None, str | None, str]],
+) -> None:
+    async def probe() -> bool:
+        return await _cards(platform, tenant, list(want)) == want
+
+    await eventually(probe, timeout=60, interval=0.3)
+
+
 async def test_ten_thousand_rows_dry_run_run_revert(
     platform_gateway: httpx.AsyncClient, imp: CrmTenant, platform: RunningPlatform
 ) -> None:
@@ -169,6 +196,9 @@ async def test_ten_thousand_rows_dry_run_run_revert(
     assert {r.owner_id for r in live} == {uuid.UUID(imp.user_ids["sales_manager"])}
     formula = [r for r in live if r.first_name.startswith("=")]
     assert len(formula) == 1  # stored as text
+    # Over CRM_IMPORT_RECORD_EVENTS_MAX rows: batched contacts.contact.imported events
+    # still give sales a card for every created contact.
+    await _cards_match(platform, imp, {r.id: (r.first_name, r.email, "active") for r in live})
     report = await gw.get(f"{API}/imports/{job['id']}/errors", headers=imp.auth("sales_manager"))
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/csv")
     lines = list(csv.reader(io.StringIO(report.text)))
@@ -207,6 +237,72 @@ async def test_ten_thousand_rows_dry_run_run_revert(
     assert [r.id for r in await _live(platform, imp, f"imp_{tag}")] == [one.id]
     again = await gw.post(f"{API}/imports/{job['id']}/revert", headers=imp.auth("sales_manager"))
     assert again.status_code == 409
+    # ... and the batched contacts.contact.import_reverted events drop the reverted cards.
+    await _cards_match(
+        platform,
+        imp,
+        {r.id: (r.first_name, r.email, "active" if r.id == one.id else "deleted") for r in live},
+    )
+
+
+async def test_big_update_import_and_reverts_keep_sales_cards_in_step(
+    platform_gateway: httpx.AsyncClient, imp: CrmTenant, platform: RunningPlatform
+) -> None:
+    """1,200 rows (over the 1,000-row record-event limit), in 500-row chunks: create,
+    update, revert the update; sales' cards follow every step (the revert of a big
+    create is in the 10,000-row test)."""
+    gw = platform_gateway
+    tag = uuid.uuid4().hex[:8]
+    n = 1200
+    up = await _upload(
+        gw, imp, "owner", _csv([_row(i, tag) for i in range(1, n + 1)]), chunk_rows=500
+    )
+    assert up.status_code == 201, up.text
+    created_job = up.json()["id"]
+    await _run(gw, imp, "owner", created_job)
+    done = await _until(gw, imp, "owner", created_job, "completed", "failed")
+    assert done["counts"]["created"] == n, done
+    live = await _live(platform, imp, f"imp_{tag}")
+    assert len(live) == n
+    await _cards_match(platform, imp, {r.id: (r.first_name, r.email, "active") for r in live})
+
+    renamed = [_row(i, tag) for i in range(1, n + 1)]
+    for row in renamed:
+        row[0] = "Re" + row[0]
+    up = await _upload(gw, imp, "owner", _csv(renamed), chunk_rows=500)
+    update_job = up.json()["id"]
+    await _run(gw, imp, "owner", update_job, mode="update", match_on="email")
+    done = await _until(gw, imp, "owner", update_job, "completed", "failed")
+    assert done["counts"]["updated"] == n, done
+    await _cards_match(
+        platform, imp, {r.id: ("Re" + r.first_name, r.email, "active") for r in live}
+    )
+
+    await gw.post(f"{API}/imports/{update_job}/revert", headers=imp.auth("owner"))
+    back = await _until(gw, imp, "owner", update_job, "reverted", "failed")
+    assert back["revert"] == {"reverted": n, "skipped": 0}
+    await _cards_match(platform, imp, {r.id: (r.first_name, r.email, "active") for r in live})
+
+    # Each batched event stays small: at most 500 records.
+    async with platform.runtime("contacts").db.tenant_session(imp.tenant_id) as session:
+        payloads = (
+            await session.execute(
+                text(
+                    "SELECT payload FROM platform.outbox WHERE event_type IN"
+                    " ('contacts.contact.imported', 'contacts.contact.import_reverted')"
+                    " AND tenant_id = :t"
+                ),
+                {"t": imp.tenant_id},
+            )
+        ).scalars()
+        batches = [msgspec.json.decode(p)["data"] for p in payloads]
+    mine = [b for b in batches if b["import_id"] in (created_job, update_job)]
+    assert mine and all(0 < len(b["records"]) <= 500 for b in mine)
+    assert sum(len(b["records"]) for b in mine) == 3 * n
+    assert {r["action"] for b in mine for r in b["records"]} == {"created", "updated"}
+    first = next(r for b in mine for r in b["records"] if r["action"] == "created")
+    assert set(first) == {"contact_id", "owner_id", "version", "action", "fields"}
+    assert first["fields"]["custom_fields.score"] is not None and first["version"] == 1
 
 
 async def test_upsert_twice_changes_nothing_and_update_revert_restores(

@@ -8,7 +8,6 @@ next holder of the lease continues from the checkpoint.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -18,9 +17,16 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.contacts.service import ContactService
-from crm_contacts.imports import csvfile
 from crm_contacts.fields.values import FieldSpec
-from crm_contacts.imports.processor import ContactImporter, DryState, Options, Prepared
+from crm_contacts.imports import csvfile
+from crm_contacts.imports.processor import (
+    ContactImporter,
+    DryState,
+    Options,
+    Prepared,
+    announce_batch,
+    batch_record,
+)
 from crm_contacts.imports.repository import ImportRepository
 from crm_contacts.imports.service import principal_of
 from crm_contacts.models import Contact, ImportJob
@@ -202,6 +208,8 @@ async def revert_step(session: AsyncSession, job: ImportJob, settings: ContactsS
     svc = ContactService(session, ctx)
     events = job.total_rows <= settings.import_record_events_max
     reverted = skipped = 0
+    #: Big imports: the chunk's undone records as batched ``import_reverted`` events.
+    batch: list[msgspec.Raw] = []
     # Updates first: restore each before-image if nobody changed the record since.
     for change in await repo.updates(job.id, job.checkpoint):
         row = await svc.repo.get(change.record_id, lock=True)
@@ -212,7 +220,9 @@ async def revert_step(session: AsyncSession, job: ImportJob, settings: ContactsS
         if events:
             await svc.apply_update(row, values, reason="revert")
         else:
-            await _quiet_update(svc, row, values)
+            restored = await _quiet_update(svc, row, values)
+            if restored is not None:
+                batch.append(restored)
         reverted += 1
     chunk = await repo.chunk(job.id, job.checkpoint)
     if chunk is not None and chunk.created_ids:
@@ -256,6 +266,17 @@ async def revert_step(session: AsyncSession, job: ImportJob, settings: ContactsS
                     },
                     actor=ctx.access.actor,
                 )
+        else:
+            batch += [batch_record(r.id, r.owner_id, r.version, "deleted", None) for r in deleted]
+    if batch:
+        await announce_batch(
+            session,
+            "contacts.contact.import_reverted",
+            job.principal["tenant_id"],
+            job.id,
+            ctx.access.actor,
+            batch,
+        )
     counts = dict(job.counts)
     counts["reverted"] = int(counts.get("reverted", 0)) + reverted
     counts["revert_skipped"] = int(counts.get("revert_skipped", 0)) + skipped
@@ -277,14 +298,27 @@ def _restore_values(before: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _quiet_update(svc: ContactService, row: Contact, values: dict[str, Any]) -> None:
-    """A restore without a per-record event (big imports): history only."""
+async def _quiet_update(
+    svc: ContactService, row: Contact, values: dict[str, Any]
+) -> msgspec.Raw | None:
+    """A restore without a per-record event (big imports): history, and the record for
+    the chunk's batched ``contacts.contact.import_reverted`` event (None: no change)."""
     before = svc.snapshot(row)
     values["updated_by"] = svc.access.actor
     updated = await svc.repo.update(row.id, values)
     changes = svc.diff(before, svc.snapshot(updated))
-    if changes:
-        await svc.record_history(row.id, changes, "revert")
+    if not changes:
+        return None
+    await svc.record_history(row.id, changes, "revert")
+    fields = {
+        key: REDACTED if key.startswith("custom_fields.") and _redacted(c["to"]) else c["to"]
+        for key, c in changes.items()
+    }
+    return batch_record(updated.id, updated.owner_id, updated.version, "updated", fields)
+
+
+def _redacted(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(REDACTED)
 
 
 async def load_job(session: AsyncSession, job_id: uuid.UUID) -> ImportJob | None:

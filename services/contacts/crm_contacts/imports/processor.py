@@ -12,9 +12,10 @@ job's checkpoint, so a chunk is either entirely written or not at all.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,7 +124,24 @@ TRACKED = (
     "external_id",
 )
 _PATH = re.compile(r"at `\$\.([a-z_]+)(?:\[\d+\])?(?:\.([a-z_]+))?")
+_STAGE_SEP = re.compile(r"[\s\-]+")
 _json = msgspec.json.Encoder()
+#: Positions in a create's COPY tuple (``CREATE_COLUMNS`` order).
+_ID = CREATE_COLUMNS.index("id")
+_COMPANY = CREATE_COLUMNS.index("company_id")
+_OWNER = CREATE_COLUMNS.index("owner_id")
+_TAGS = CREATE_COLUMNS.index("tag_ids")
+_SEARCH = CREATE_COLUMNS.index("search_text")
+#: Encoded once: an empty JSON object, and the history value of every import create.
+_EMPTY_JSON = "{}"
+_CREATED_JSON = _json.encode("import").decode()
+_HISTORY_COLUMNS = ["entity", "record_id", "field", "old_value", "new_value", "reason", "actor"]
+#: Batched record events of big imports: at most this many records, or about this many
+#: bytes, per event (NATS refuses messages over 1 MB).
+EVENT_BATCH_RECORDS = 500
+EVENT_BATCH_BYTES = 512 * 1024
+#: Plain text targets (the trimmed cell is the value).
+_PLAIN = frozenset({"first_name", "last_name", "title", "source", "external_id"})
 _TRUE = frozenset({"true", "yes", "y", "1", "x"})
 _FALSE = frozenset({"false", "no", "n", "0", ""})
 
@@ -189,6 +207,98 @@ class Candidate:
     owner_id: uuid.UUID | None
     owner_given: bool
     custom: dict[str, Any]
+    #: Primary email / phone (normalised).
+    email: str | None = None
+    phone: str | None = None
+    # Filled by ``ContactImporter.prepare`` for rows that may be created (no database
+    # needed): custom values validated for a create, the JSON columns encoded, and the
+    # search text unless it needs a company name looked up by id.
+    clean: dict[str, Any] | RowError | None = None
+    encoded: tuple[str, str, str, str] | None = None
+    search: str | None = None
+    #: The id a create gets, and for a row needing no lookup at all (no company, owner,
+    #: tags or custom values) its whole COPY tuple and its batched-event record.
+    record_id: uuid.UUID | None = None
+    ready: tuple[Any, ...] | None = None
+    announced: msgspec.Raw | None = None
+
+
+@dataclass
+class Prepared:
+    """A chunk's rows parsed and validated without the database (see ``prepare``)."""
+
+    rows: list[tuple[int, list[str]]]
+    specs: Mapping[str, FieldSpec]
+    candidates: list[Candidate]
+    errors: list[RowError]
+
+
+class _Extra:
+    """Per-row values a mapped cell contributes besides the API payload."""
+
+    __slots__ = ("company", "custom", "owner")
+
+    def __init__(self) -> None:
+        self.company: str | None = None
+        self.owner: str | None = None
+        self.custom: dict[str, Any] = {}
+
+
+#: A compiled mapping target: (cell value, payload, extra) -> an error message or None.
+Handler = Callable[[str, dict[str, Any], _Extra], str | None]
+
+
+def _new_ids(count: int) -> list[uuid.UUID]:
+    """``count`` random (version 4) UUIDs from one read of the OS random source."""
+    raw = os.urandom(16 * count)
+    return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * count, 16)]
+
+
+def batch_record(
+    record_id: uuid.UUID,
+    owner_id: uuid.UUID | None,
+    version: int,
+    action: str,
+    fields: Mapping[str, Any] | None,
+) -> msgspec.Raw:
+    """One record of a batched import event, JSON-encoded once."""
+    record: dict[str, Any] = {
+        "contact_id": record_id,
+        "owner_id": owner_id,
+        "version": version,
+        "action": action,
+    }
+    if fields is not None:
+        record["fields"] = fields
+    return msgspec.Raw(_json.encode(record))
+
+
+async def announce_batch(
+    session: AsyncSession,
+    event_type: str,
+    tenant_id: uuid.UUID | str,
+    import_id: uuid.UUID,
+    actor: str | None,
+    records: list[msgspec.Raw],
+) -> None:
+    """Records of a big import (or its revert) as a few outbox events in the caller's
+    transaction: at most ``EVENT_BATCH_RECORDS`` records or about ``EVENT_BATCH_BYTES``
+    each, far below NATS' 1 MB message limit."""
+    batch: list[msgspec.Raw] = []
+    size = 0
+    for i, record in enumerate(records):
+        batch.append(record)
+        size += len(record)
+        last = i == len(records) - 1
+        if last or len(batch) >= EVENT_BATCH_RECORDS or size >= EVENT_BATCH_BYTES:
+            await emit(
+                session,
+                event_type,
+                tenant_id,
+                {"import_id": str(import_id), "records": batch},
+                actor=actor,
+            )
+            batch, size = [], 0
 
 
 def _bool(raw: str) -> bool:
@@ -250,10 +360,11 @@ class ContactImporter:
         self.emit_record_events = emit_record_events
         self.targets: list[tuple[int, str]] = []
         self.column_of: dict[str, str] = {}
-        index = {c: i for i, c in enumerate(columns)}
+        self.width = len(columns)
+        self.index = {c: i for i, c in enumerate(columns)}
         for column, target in mapping.items():
             if target:
-                self.targets.append((index[column], target))
+                self.targets.append((self.index[column], target))
                 self.column_of[target] = column
         self.may_reassign = self.access.may_reassign()
 
@@ -270,66 +381,142 @@ class ContactImporter:
     def _cell_value(self, cells: list[str], column: str | None) -> str | None:
         if column is None:
             return None
-        i = self.columns.index(column)
+        i = self.index[column]
         return cells[i][:200] if i < len(cells) else None
+
+    def _handler(self, target: str, specs: Mapping[str, FieldSpec]) -> Handler:
+        """The code one mapped target runs per row, chosen once (no per-row dispatch)."""
+        separator = self.options.tag_separator
+        if target in _PLAIN:
+
+            def plain(value: str, payload: dict[str, Any], extra: _Extra) -> str | None:
+                payload[target] = value
+                return None
+
+            return plain
+        if target == "lifecycle_stage":
+            stages: dict[str, str] = {}
+
+            def stage(value: str, payload: dict[str, Any], extra: _Extra) -> str | None:
+                normal = stages.get(value)
+                if normal is None:
+                    normal = _STAGE_SEP.sub("_", value.lower())
+                    if len(stages) < 1000:  # a file has a handful of distinct stages
+                        stages[value] = normal
+                payload["lifecycle_stage"] = normal
+                return None
+
+            return stage
+        if target == "email":
+
+            def email(value: str, payload: dict[str, Any], extra: _Extra) -> str | None:
+                payload["emails"] = [{"address": value}]
+                return None
+
+            return email
+        if target == "phone":
+
+            def phone(value: str, payload: dict[str, Any], extra: _Extra) -> str | None:
+                payload["phones"] = [{"number": value}]
+                return None
+
+            return phone
+        if target == "tags":
+
+            def tags(value: str, payload: dict[str, Any], extra: _Extra) -> str | None:
+                payload["tags"] = [t.strip() for t in value.split(separator) if t.strip()]
+                return None
+
+            return tags
+        if target == "company":
+
+            def company(value: str, payload: dict[str, Any], extra: _Extra) -> str | None:
+                extra.company = value[:300]
+                return None
+
+            return company
+        if target == "company_id":
+
+            def company_id(value: str, payload: dict[str, Any], extra: _Extra) -> str | None:
+                payload["company_id"] = value
+                return None
+
+            return company_id
+        if target == "owner":
+
+            def owner(value: str, payload: dict[str, Any], extra: _Extra) -> str | None:
+                extra.owner = value
+                return None
+
+            return owner
+        if target.startswith("address."):
+            part = target.split(".", 1)[1]
+            upper = part == "country"
+
+            def address(value: str, payload: dict[str, Any], extra: _Extra) -> str | None:
+                payload.setdefault("address", {})[part] = value.upper() if upper else value
+                return None
+
+            return address
+        if target.startswith("consent."):
+            purpose = target.split(".", 1)[1]
+
+            def consent(value: str, payload: dict[str, Any], extra: _Extra) -> str | None:
+                try:
+                    payload.setdefault("consent", {})[purpose] = _bool(value)
+                except ValueError as exc:
+                    return str(exc)
+                return None
+
+            return consent
+        if target.startswith("cf."):
+            key = target[3:]
+            spec = specs.get(key)
+
+            def custom(value: str, payload: dict[str, Any], extra: _Extra) -> str | None:
+                extra.custom[key] = custom_cell(spec, value, separator) if spec else value
+                return None
+
+            return custom
+
+        def ignored(value: str, payload: dict[str, Any], extra: _Extra) -> str | None:
+            return None  # the controller accepts only known targets
+
+        return ignored
+
+    def compile(self, specs: Mapping[str, FieldSpec]) -> list[tuple[int, str, Handler]]:
+        """The mapping as (cell index, top-level field, handler), once per chunk's specs."""
+        return [(i, t.split(".", 1)[0], self._handler(t, specs)) for i, t in self.targets]
 
     def build(
         self, row_no: int, cells: list[str], specs: Mapping[str, FieldSpec]
     ) -> Candidate | RowError:
         """The row as the API's create shape, validated by the API's rules."""
-        if len(cells) != len(self.columns):
+        return self._build(row_no, cells, self.compile(specs))
+
+    def _build(
+        self, row_no: int, cells: list[str], plan: list[tuple[int, str, Handler]]
+    ) -> Candidate | RowError:
+        if len(cells) != self.width:
             return RowError(
                 row_no,
                 None,
-                f"has {len(cells)} cells; the header has {len(self.columns)} columns",
+                f"has {len(cells)} cells; the header has {self.width} columns",
             )
         payload: dict[str, Any] = {}
-        custom_raw: dict[str, Any] = {}
-        company_name: str | None = None
-        owner_raw: str | None = None
+        extra = _Extra()
         given: set[str] = set()
-        for i, target in self.targets:
+        for i, top, handle in plan:
             raw = cells[i]
             if raw == TOO_LARGE:
                 return RowError(row_no, self.columns[i], "field is too large (max 32768 chars)")
             value = raw.strip()
             if not value:
                 continue
-            given.add(target.split(".", 1)[0])
-            if target in ("first_name", "last_name", "title", "source", "external_id"):
-                payload[target] = value
-            elif target == "lifecycle_stage":
-                payload[target] = re.sub(r"[\s\-]+", "_", value.lower())
-            elif target == "email":
-                payload["emails"] = [{"address": value}]
-            elif target == "phone":
-                payload["phones"] = [{"number": value}]
-            elif target == "tags":
-                payload["tags"] = [
-                    t.strip() for t in value.split(self.options.tag_separator) if t.strip()
-                ]
-            elif target == "company":
-                company_name = value[:300]
-            elif target == "company_id":
-                payload["company_id"] = value
-            elif target == "owner":
-                owner_raw = value
-            elif target.startswith("address."):
-                part = target.split(".", 1)[1]
-                payload.setdefault("address", {})[part] = (
-                    value.upper() if part == "country" else value
-                )
-            elif target.startswith("consent."):
-                try:
-                    payload.setdefault("consent", {})[target.split(".", 1)[1]] = _bool(value)
-                except ValueError as exc:
-                    return RowError(row_no, self.columns[i], str(exc), value[:200])
-            elif target.startswith("cf."):
-                key = target[3:]
-                spec = specs.get(key)
-                custom_raw[key] = (
-                    custom_cell(spec, value, self.options.tag_separator) if spec else value
-                )
+            given.add(top)
+            problem = handle(value, payload, extra)
+            if problem is not None:
+                return RowError(row_no, self.columns[i], problem, value[:200])
         try:
             data = msgspec.convert(payload, ContactCreate)
         except msgspec.ValidationError as exc:
@@ -350,6 +537,7 @@ class ContactImporter:
             phones.append({"number": number})
         owner_id: uuid.UUID | None = None
         owner_given = False
+        owner_raw = extra.owner
         if owner_raw is not None and self.may_reassign:
             try:
                 owner_id = uuid.UUID(owner_raw)
@@ -367,10 +555,98 @@ class ContactImporter:
             emails,
             phones,
             given,
-            company_name,
+            extra.company,
             owner_id,
             owner_given,
-            custom_raw,
+            extra.custom,
+            emails[0]["address"] if emails else None,
+            phones[0]["number"] if phones else None,
+        )
+
+    def prepare(
+        self, rows: list[tuple[int, list[str]]], specs: Mapping[str, FieldSpec]
+    ) -> Prepared:
+        """Parse and validate a chunk without the database: pure CPU, safe in a thread
+        (the job runner prepares the next chunk while this one's writes are in flight)."""
+        plan = self.compile(specs)
+        may_create = self.options.mode != "update"
+        candidates: list[Candidate] = []
+        errors: list[RowError] = []
+        for row_no, cells in rows:
+            built = self._build(row_no, cells, plan)
+            if isinstance(built, RowError):
+                errors.append(built)
+                continue
+            candidates.append(built)
+        if may_create:
+            ids = _new_ids(len(candidates))
+            for row, record_id in zip(candidates, ids, strict=True):
+                self._precompute(row, record_id, specs)
+        return Prepared(rows, specs, candidates, errors)
+
+    def _precompute(
+        self, row: Candidate, record_id: uuid.UUID, specs: Mapping[str, FieldSpec]
+    ) -> None:
+        """What a create of this row needs that no lookup can change."""
+        data = row.data
+        row.record_id = record_id
+        row.clean = clean = self._custom(row, specs, creating=True)
+        row.encoded = encoded = self._encoded(row)
+        if row.company_name is None and data.company_id is None:
+            row.search = self._search(row, None)
+            if clean == {} and not row.owner_given and not data.tags:
+                actor = self.access.actor
+                record: tuple[Any, ...] = (
+                    record_id,
+                    data.first_name,
+                    data.last_name,
+                    row.email,
+                    row.phone,
+                    None,
+                    self.access.user_id,
+                    data.lifecycle_stage,
+                    _EMPTY_JSON,
+                    encoded[0],
+                    encoded[1],
+                    data.title,
+                    encoded[2],
+                    data.source,
+                    encoded[3],
+                    data.external_id,
+                    [],
+                    _EMPTY_JSON,
+                    actor,
+                    actor,
+                    row.search,
+                )
+                row.ready = record
+                if not self.emit_record_events:
+                    row.announced = self._imported(record, row, specs)
+        elif row.company_name is not None:
+            row.search = self._search(row, row.company_name)
+
+    @staticmethod
+    def _encoded(row: Candidate) -> tuple[str, str, str, str]:
+        data = row.data
+        return (
+            _json.encode(row.emails).decode(),
+            _json.encode(row.phones).decode(),
+            _json.encode(data.address).decode() if data.address is not None else _EMPTY_JSON,
+            _json.encode(data.consent).decode() if data.consent is not None else _EMPTY_JSON,
+        )
+
+    @staticmethod
+    def _search(row: Candidate, company_name: str | None) -> str:
+        data = row.data
+        return search_text(
+            {
+                "first_name": data.first_name,
+                "last_name": data.last_name,
+                "emails": row.emails,
+                "phones": row.phones,
+                "external_id": data.external_id,
+            },
+            company_name,
         )
 
     def _custom(
@@ -401,17 +677,46 @@ class ContactImporter:
             out.setdefault(getattr(row, column), []).append(row)
         return out
 
-    async def _ids_by(self, column: str, values: list[str]) -> dict[str, uuid.UUID]:
-        if not values:
-            return {}
-        model_col = getattr(Contact, column)
-        rows = await self.session.execute(
-            select(model_col, Contact.id).where(model_col.in_(values), Contact.deleted_at.is_(None))
+    async def _taken(
+        self, emails: set[str], phones: set[str], externals: set[str]
+    ) -> tuple[dict[str, uuid.UUID], dict[str, uuid.UUID], dict[str, uuid.UUID]]:
+        """Live contacts already holding any of these primary emails, phones or external
+        ids: one query per chunk (arrays, not thousands of bind parameters)."""
+        found: tuple[dict[str, uuid.UUID], dict[str, uuid.UUID], dict[str, uuid.UUID]] = (
+            {},
+            {},
+            {},
         )
-        out: dict[str, uuid.UUID] = {}
-        for value, record_id in rows.all():
-            out.setdefault(value, record_id)
-        return out
+        if not (emails or phones or externals):
+            return found
+        rows = await self.session.execute(
+            text(
+                "SELECT email, phone, external_id, id FROM contacts WHERE deleted_at IS NULL"
+                " AND (email = ANY(CAST(:emails AS text[])) OR phone = ANY(CAST(:phones AS text[]))"
+                " OR external_id = ANY(CAST(:externals AS text[])))"
+            ),
+            {"emails": list(emails), "phones": list(phones), "externals": list(externals)},
+        )
+        by_email, by_phone, by_external = found
+        for email, phone, external_id, record_id in rows.all():
+            if email in emails:
+                by_email.setdefault(email, record_id)
+            if phone in phones:
+                by_phone.setdefault(phone, record_id)
+            if external_id in externals:
+                by_external.setdefault(external_id, record_id)
+        return found
+
+    async def _company_names(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """Names of live companies by id (creates naming a company by id)."""
+        if not ids:
+            return {}
+        rows = await self.session.execute(
+            select(Company.id, Company.name).where(
+                Company.id.in_(list(ids)), Company.deleted_at.is_(None)
+            )
+        )
+        return {company_id: name for company_id, name in rows.all()}
 
     async def _companies(self, names: set[str], dry_run: bool) -> dict[str, uuid.UUID | None]:
         if not names:
@@ -471,17 +776,17 @@ class ContactImporter:
         rows: list[tuple[int, list[str]]],
         *,
         dry: DryState | None = None,
+        prepared: Prepared | None = None,
     ) -> ChunkResult:
+        """Validate and write one chunk; ``prepared`` is ``prepare(rows, …)`` done ahead
+        (used only if the custom field definitions are still the same)."""
         result = ChunkResult()
         specs = await self.svc.specs()
         options = self.options
-        candidates: list[Candidate] = []
-        for row_no, cells in rows:
-            built = self.build(row_no, cells, specs)
-            if isinstance(built, RowError):
-                result.errors.append(built)
-            else:
-                candidates.append(built)
+        if prepared is None or prepared.specs != specs:
+            prepared = self.prepare(rows, specs)
+        candidates = prepared.candidates
+        result.errors.extend(prepared.errors)
 
         # Which rows match existing records (update / upsert)?
         matches: dict[int, Contact] = {}
@@ -595,13 +900,22 @@ class ContactImporter:
             for name, tag_id in zip(ordered, await self.svc.tags.resolve(ordered), strict=True):
                 tag_ids[name.strip().lower()] = tag_id
 
-        new_rows: list[dict[str, Any]] = []
+        by_id = (
+            await self._company_names(
+                {r.data.company_id for r in creates if r.company_name is None and r.data.company_id}
+            )
+            if dry is None
+            else {}
+        )
+        new_rows: list[tuple[Any, ...]] = []
+        sources: list[Candidate] = []
         for row in creates:
-            values = await self._create_values(row, specs, companies, owners, tag_ids, dry)
-            if isinstance(values, RowError):
-                result.errors.append(values)
+            made = await self._create_values(row, specs, companies, by_id, owners, tag_ids, dry)
+            if isinstance(made, RowError):
+                result.errors.append(made)
                 continue
-            new_rows.append(values)
+            new_rows.append(made)
+            sources.append(row)
         changed: list[tuple[Contact, dict[str, Any], dict[str, Any]]] = []
         for row in updates:
             record = matches[row.row_no]
@@ -617,7 +931,7 @@ class ContactImporter:
         result.created = len(new_rows)
         result.updated = len(changed)
         if dry is None:
-            await self._write_creates(new_rows, result)
+            await self._write_creates(new_rows, sources, specs, result)
             await self._write_updates(seq, changed, result)
         return result
 
@@ -630,14 +944,17 @@ class ContactImporter:
     async def _check_creates(
         self, rows: list[Candidate], result: ChunkResult, dry: DryState | None
     ) -> list[Candidate]:
-        emails = await self._ids_by("email", [r.emails[0]["address"] for r in rows if r.emails])
-        phones = await self._ids_by("phone", [r.phones[0]["number"] for r in rows if r.phones])
-        externals = await self._ids_by(
-            "external_id", [r.data.external_id for r in rows if r.data.external_id]
+        emails, phones, externals = await self._taken(
+            {r.email for r in rows if r.email is not None},
+            {r.phone for r in rows if r.phone is not None},
+            {r.data.external_id for r in rows if r.data.external_id},
         )
         seen_email: dict[str, int] = {}
         seen_phone: dict[str, int] = {}
         seen_ext: dict[str, int] = {}
+        check = not self.options.allow_duplicates
+        dry_emails = dry.emails if dry is not None else None
+        dry_phones = dry.phones if dry is not None else None
         kept = []
         for row in rows:
             data = row.data
@@ -646,8 +963,8 @@ class ContactImporter:
                     RowError(row.row_no, None, "a contact needs a name, an email or a phone")
                 )
                 continue
-            email = row.emails[0]["address"] if row.emails else None
-            phone = row.phones[0]["number"] if row.phones else None
+            email = row.email
+            phone = row.phone
             ext = data.external_id
             problem: RowError | None = None
             if ext is not None:
@@ -666,48 +983,57 @@ class ContactImporter:
                         f"repeats the external_id of row {earlier} of this file",
                         ext,
                     )
-            if problem is None and not self.options.allow_duplicates:
-                for kind, value, known, seen, remembered in (
-                    ("email", email, emails, seen_email, dry.emails if dry else None),
-                    ("phone", phone, phones, seen_phone, dry.phones if dry else None),
-                ):
-                    if value is None:
-                        continue
-                    if value in known:
-                        problem = RowError(
-                            row.row_no,
-                            self.column_of.get(kind),
-                            f"a contact with this {kind} already exists: {known[value]} "
-                            "(set allow_duplicates to import it anyway)",
-                            value,
-                        )
-                        break
-                    earlier = seen.get(value) or (remembered.get(value) if remembered else None)
-                    if earlier:
-                        problem = RowError(
-                            row.row_no,
-                            self.column_of.get(kind),
-                            f"repeats the {kind} of row {earlier} of this file "
-                            "(set allow_duplicates to import it anyway)",
-                            value,
-                        )
-                        break
+            if problem is None and check:
+                if email is not None:
+                    problem = self._duplicate(row, "email", email, emails, seen_email, dry_emails)
+                if problem is None and phone is not None:
+                    problem = self._duplicate(row, "phone", phone, phones, seen_phone, dry_phones)
             if problem is not None:
                 result.errors.append(problem)
                 continue
-            for value, seen, remembered in (
-                (email, seen_email, dry.emails if dry else None),
-                (phone, seen_phone, dry.phones if dry else None),
-                (ext, seen_ext, None),
-            ):
-                if value is not None:
-                    seen.setdefault(value, row.row_no)
-                    if remembered is not None:
-                        remembered.setdefault(value, row.row_no)
-            if ext is not None and dry is not None:
-                dry.keys.setdefault("x:" + ext, row.row_no)
+            if email is not None:
+                seen_email.setdefault(email, row.row_no)
+                if dry_emails is not None:
+                    dry_emails.setdefault(email, row.row_no)
+            if phone is not None:
+                seen_phone.setdefault(phone, row.row_no)
+                if dry_phones is not None:
+                    dry_phones.setdefault(phone, row.row_no)
+            if ext is not None:
+                seen_ext.setdefault(ext, row.row_no)
+                if dry is not None:
+                    dry.keys.setdefault("x:" + ext, row.row_no)
             kept.append(row)
         return kept
+
+    def _duplicate(
+        self,
+        row: Candidate,
+        kind: str,
+        value: str,
+        known: Mapping[str, uuid.UUID],
+        seen: Mapping[str, int],
+        remembered: Mapping[str, int] | None,
+    ) -> RowError | None:
+        """Is this primary email/phone taken by a contact, or by an earlier row?"""
+        if value in known:
+            return RowError(
+                row.row_no,
+                self.column_of.get(kind),
+                f"a contact with this {kind} already exists: {known[value]} "
+                "(set allow_duplicates to import it anyway)",
+                value,
+            )
+        earlier = seen.get(value) or (remembered.get(value) if remembered else None)
+        if earlier:
+            return RowError(
+                row.row_no,
+                self.column_of.get(kind),
+                f"repeats the {kind} of row {earlier} of this file "
+                "(set allow_duplicates to import it anyway)",
+                value,
+            )
+        return None
 
     def _owner(
         self, row: Candidate, owners: set[uuid.UUID], default: uuid.UUID | None
@@ -762,11 +1088,15 @@ class ContactImporter:
         row: Candidate,
         specs: Mapping[str, FieldSpec],
         companies: Mapping[str, uuid.UUID | None],
+        company_names: Mapping[uuid.UUID, str],
         owners: set[uuid.UUID],
         tag_ids: Mapping[str, uuid.UUID],
         dry: DryState | None,
-    ) -> dict[str, Any] | RowError:
-        clean = self._custom(row, specs, creating=True)
+    ) -> tuple[Any, ...] | RowError:
+        """The row's COPY tuple (``CREATE_COLUMNS`` order)."""
+        if row.ready is not None:
+            return row.ready
+        clean = row.clean if row.clean is not None else self._custom(row, specs, creating=True)
         if isinstance(clean, RowError):
             return clean
         owner_id = self._owner(row, owners, self.access.user_id)
@@ -776,43 +1106,48 @@ class ContactImporter:
         if isinstance(company, RowError):
             return company
         company_id, company_name = company
+        search = row.search
         if company_id is not None and company_name is None and dry is None:
-            company_name = await self.session.scalar(
-                select(Company.name).where(Company.id == company_id, Company.deleted_at.is_(None))
-            )
+            company_name = company_names.get(company_id)
             if company_name is None:
                 return RowError(
                     row.row_no, self.column_of.get("company_id"), "no such company", None
                 )
-        record_id = uuid.uuid4()
-        custom, sensitive = (
-            await self._sensitive(record_id, clean, specs) if dry is None else ({}, {})
-        )
+            search = None
+        record_id = row.record_id or uuid.uuid4()
+        custom: dict[str, Any] = {}
+        sensitive: dict[str, Any] = {}
+        if clean and dry is None:
+            custom, sensitive = await self._sensitive(record_id, clean, specs)
+        if search is None:
+            search = self._search(row, company_name)
+        encoded = row.encoded or self._encoded(row)
         data = row.data
-        values: dict[str, Any] = {
-            "id": record_id,
-            "first_name": data.first_name,
-            "last_name": data.last_name,
-            "email": row.emails[0]["address"] if row.emails else None,
-            "phone": row.phones[0]["number"] if row.phones else None,
-            "company_id": company_id,
-            "owner_id": owner_id,
-            "lifecycle_stage": data.lifecycle_stage,
-            "custom_fields": custom,
-            "emails": row.emails,
-            "phones": row.phones,
-            "title": data.title,
-            "address": msgspec.to_builtins(data.address) if data.address else {},
-            "source": data.source,
-            "consent": msgspec.to_builtins(data.consent) if data.consent else {},
-            "external_id": data.external_id,
-            "tag_ids": [tag_ids[t.strip().lower()] for t in data.tags] if dry is None else [],
-            "sensitive_fields": sensitive,
-            "created_by": self.access.actor,
-            "updated_by": self.access.actor,
-        }
-        values["search_text"] = search_text(values, company_name)
-        return values
+        tags = [tag_ids[t.strip().lower()] for t in data.tags] if dry is None else []
+        actor = self.access.actor
+        return (
+            record_id,
+            data.first_name,
+            data.last_name,
+            row.email,
+            row.phone,
+            company_id,
+            owner_id,
+            data.lifecycle_stage,
+            _json.encode(custom).decode() if custom else _EMPTY_JSON,
+            encoded[0],
+            encoded[1],
+            data.title,
+            encoded[2],
+            data.source,
+            encoded[3],
+            data.external_id,
+            tags,
+            _json.encode(sensitive).decode() if sensitive else _EMPTY_JSON,
+            actor,
+            actor,
+            search,
+        )
 
     async def _update_values(
         self,
@@ -938,17 +1273,19 @@ class ContactImporter:
             _json.encode(values[c]).decode() if c in JSON_COLUMNS else values[c] for c in columns
         )
 
-    async def _write_creates(self, rows: list[dict[str, Any]], result: ChunkResult) -> None:
+    async def _write_creates(
+        self,
+        rows: list[tuple[Any, ...]],
+        sources: list[Candidate],
+        specs: Mapping[str, FieldSpec],
+        result: ChunkResult,
+    ) -> None:
         if not rows:
             return
         apg = await self._raw()
-        await apg.copy_records_to_table(
-            "contacts",
-            records=[self._record(v, CREATE_COLUMNS) for v in rows],
-            columns=list(CREATE_COLUMNS),
-        )
-        await apg.execute(ADD_WORDS_SQL, [v["search_text"] for v in rows])
-        links = [(v["id"], v["company_id"], True) for v in rows if v["company_id"] is not None]
+        await apg.copy_records_to_table("contacts", records=rows, columns=list(CREATE_COLUMNS))
+        await apg.execute(ADD_WORDS_SQL, [v[_SEARCH] for v in rows])
+        links = [(v[_ID], v[_COMPANY], True) for v in rows if v[_COMPANY] is not None]
         if links:
             await apg.copy_records_to_table(
                 "contact_companies",
@@ -956,25 +1293,88 @@ class ContactImporter:
                 columns=["contact_id", "company_id", "is_primary"],
             )
         actor = self.access.actor
-        created_json = _json.encode("import").decode()
         await apg.copy_records_to_table(
             "field_changes",
             records=[
-                ("contact", v["id"], "created", None, created_json, "import", actor) for v in rows
+                ("contact", v[_ID], "created", None, _CREATED_JSON, "import", actor) for v in rows
             ],
-            columns=["entity", "record_id", "field", "old_value", "new_value", "reason", "actor"],
+            columns=_HISTORY_COLUMNS,
         )
-        result.created_ids = [v["id"] for v in rows]
+        result.created_ids = [v[_ID] for v in rows]
         if self.emit_record_events:
             for v in rows:
-                fields = {k: v for k, v in self._tracked(v).items() if v not in (None, [], {}, "")}
+                fields = {
+                    k: val
+                    for k, val in self._tracked(self._values_of(v)).items()
+                    if val not in (None, [], {}, "")
+                }
                 await self._announce(
                     "created",
-                    v["id"],
-                    v["owner_id"],
+                    v[_ID],
+                    v[_OWNER],
                     1,
                     {"fields": {k: {"from": None, "to": val} for k, val in fields.items()}},
                 )
+        else:
+            await self._announce_batch(
+                [
+                    row.announced or self._imported(v, row, specs)
+                    for v, row in zip(rows, sources, strict=True)
+                ]
+            )
+
+    @staticmethod
+    def _values_of(record: tuple[Any, ...]) -> dict[str, Any]:
+        """A create's COPY tuple back as column values (JSON columns decoded)."""
+        return {
+            c: msgspec.json.decode(v) if c in JSON_COLUMNS else v
+            for c, v in zip(CREATE_COLUMNS, record, strict=True)
+        }
+
+    @staticmethod
+    def _imported(
+        record: tuple[Any, ...], row: Candidate, specs: Mapping[str, FieldSpec]
+    ) -> msgspec.Raw:
+        """One created contact of a ``contacts.contact.imported`` batch (JSON, encoded
+        once): its id, owner, version and non-empty public fields (sensitive custom
+        values as ``[sensitive]``)."""
+        data = row.data
+        fields: dict[str, Any] = {}
+        for name, value in (
+            ("first_name", data.first_name),
+            ("last_name", data.last_name),
+            ("emails", row.emails),
+            ("phones", row.phones),
+            ("title", data.title),
+            ("company_id", record[_COMPANY]),
+            ("address", data.address),
+            ("source", data.source),
+            ("lifecycle_stage", data.lifecycle_stage),
+            ("owner_id", record[_OWNER]),
+            ("consent", data.consent),
+            ("external_id", data.external_id),
+            ("tag_ids", record[_TAGS]),
+        ):
+            if value:
+                fields[name] = value
+        if isinstance(row.clean, dict):
+            for key, value in row.clean.items():
+                if value is not None:
+                    spec = specs.get(key)
+                    fields[f"custom_fields.{key}"] = (
+                        REDACTED if spec is not None and spec.sensitive else value
+                    )
+        return batch_record(record[_ID], record[_OWNER], 1, "created", fields)
+
+    async def _announce_batch(self, records: list[msgspec.Raw]) -> None:
+        await announce_batch(
+            self.session,
+            "contacts.contact.imported",
+            self.svc.tenant_id,
+            self.job_id,
+            self.access.actor,
+            records,
+        )
 
     @staticmethod
     def _tracked(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -1051,6 +1451,7 @@ class ContactImporter:
         if texts:
             await apg.execute(ADD_WORDS_SQL, texts)
         history = []
+        batched: list[msgspec.Raw] = []
         links: list[tuple[uuid.UUID, uuid.UUID | None]] = []
         for record, values, before in changed:
             version = versions[record.id]
@@ -1076,9 +1477,15 @@ class ContactImporter:
                 )
             if "company_id" in values:
                 links.append((record.id, values["company_id"]))
-            if self.emit_record_events and changes:
+            if changes:
                 owner = values.get("owner_id", record.owner_id)
-                await self._announce("updated", record.id, owner, version, {"changes": changes})
+                if self.emit_record_events:
+                    await self._announce("updated", record.id, owner, version, {"changes": changes})
+                else:
+                    fields = {k: c["to"] for k, c in changes.items()}
+                    batched.append(batch_record(record.id, owner, version, "updated", fields))
+        if batched:
+            await self._announce_batch(batched)
         if history:
             await apg.copy_records_to_table(
                 "field_changes",

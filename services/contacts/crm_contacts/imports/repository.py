@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from crm_contacts.models import AccessAudit, ImportChunk, ImportJob, ImportRowError, ImportUpdate
 
@@ -55,12 +56,20 @@ class ImportRepository:
             .execution_options(synchronize_session=False)
         )
 
-    async def chunk(self, job_id: uuid.UUID, seq: int) -> ImportChunk | None:
-        return (
-            await self.session.execute(
-                select(ImportChunk).where(ImportChunk.job_id == job_id, ImportChunk.seq == seq)
-            )
-        ).scalar_one_or_none()
+    async def chunk(
+        self, job_id: uuid.UUID, seq: int, *, with_data: bool = True
+    ) -> ImportChunk | None:
+        stmt = select(ImportChunk).where(ImportChunk.job_id == job_id, ImportChunk.seq == seq)
+        if not with_data:
+            stmt = stmt.options(defer(ImportChunk.data))
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def chunk_data(self, job_id: uuid.UUID, seq: int) -> bytes | None:
+        """A chunk's packed rows alone (the job runner reads the next chunk ahead)."""
+        data = await self.session.scalar(
+            select(ImportChunk.data).where(ImportChunk.job_id == job_id, ImportChunk.seq == seq)
+        )
+        return None if data is None else bytes(data)
 
     async def set_created(self, job_id: uuid.UUID, seq: int, ids: list[uuid.UUID]) -> None:
         await self.session.execute(

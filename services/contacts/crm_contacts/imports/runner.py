@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from crm_contacts.exports.jobs import export_step
-from crm_contacts.imports.jobs import describe, import_step, revert_step
+from crm_contacts.imports.jobs import Lookahead, describe, import_step, revert_step
 from crm_contacts.imports.processor import DryState
 from crm_contacts.imports.repository import ImportRepository
 from crm_contacts.models import ExportJob, ImportJob
@@ -98,6 +98,20 @@ class JobRunner:
     async def run_job(
         self, tenant_id: uuid.UUID, model: Any, job_id: uuid.UUID, token: uuid.UUID
     ) -> None:
+        ahead = Lookahead()
+        try:
+            await self._steps(tenant_id, model, job_id, token, ahead)
+        finally:
+            ahead.cancel()
+
+    async def _steps(
+        self,
+        tenant_id: uuid.UUID,
+        model: Any,
+        job_id: uuid.UUID,
+        token: uuid.UUID,
+        ahead: Lookahead,
+    ) -> None:
         dry: DryState | None = None
         first = True
         while True:
@@ -122,7 +136,7 @@ class JobRunner:
                                 dry = DryState()
                                 await _restart_dry_run(session, job)
                             assert dry is not None
-                        done = await import_step(session, job, self.settings, dry)
+                        done = await import_step(session, job, self.settings, dry, ahead)
                     first = False
                 if done:
                     return

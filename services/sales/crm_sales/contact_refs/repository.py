@@ -35,6 +35,21 @@ class ContactRefRepository:
             )
         )
 
+    async def upsert_cards(self, rows: list[dict[str, Any]]) -> None:
+        """Create or change many cards in one statement (rows with the same keys, one per
+        card); erased cards never take data again."""
+        if not rows:
+            return
+        stmt = pg_insert(ContactCard).values(rows)
+        columns = [c for c in rows[0] if c != "id"]
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[ContactCard.id],
+                set_={**{c: stmt.excluded[c] for c in columns}, "updated_at": func.now()},
+                where=ContactCard.status != "erased",
+            )
+        )
+
     async def set_status(
         self, ids: list[uuid.UUID], status: str, merged_into: uuid.UUID | None = None
     ) -> None:
