@@ -772,9 +772,11 @@ async def run(stack: Stack, quick: bool) -> Result:
         f"rule with 3 other owners (sees ~{REP_SHARE * 100 + 3 * 90 / (N_OWNERS - 3):.0f}%), "
         f"1% unowned, the rest spread over {N_OWNERS - 3} owners.",
         "Load: asyncpg `copy_records_to_table` in chunks of 50,000 with `search_text` computed by "
-        "`crm_contacts.contacts.service.search_text` (companies by `company_search_text`); the "
-        "contacts table's secondary indexes are dropped before and rebuilt from their own "
-        "definitions after the COPY (maintenance_work_mem 1GB), then VACUUM ANALYZE.",
+        "`crm_contacts.contacts.service.search_text` (companies by `company_search_text`) and "
+        "the search dictionary (`search_words`) filled per chunk by the statement CSV imports "
+        "run (`ADD_WORDS_SQL`); the contacts table's secondary indexes are dropped before and "
+        "rebuilt from their own definitions after the COPY (maintenance_work_mem 1GB), then "
+        "VACUUM ANALYZE.",
         "Every timed call is one `tenant_session` transaction running what the HTTP handler runs "
         "(`access_for` the caller, `ContactService.page(ListQuery(...))` with limit 50, views "
         "built); the HTTP layer (routing, JSON encoding, the gateway) is not included.",
