@@ -12,6 +12,7 @@ from sqlalchemy import (
     CompoundSelect,
     Select,
     bindparam,
+    event,
     func,
     insert,
     select,
@@ -21,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
 from crm_contacts.models import AccessAudit, FieldChange, Member
@@ -57,6 +59,18 @@ def dictionary_words(texts: Iterable[str]) -> list[str]:
     )
 
 
+_PENDING_TEXTS = "crm_contacts.pending_search_texts"
+
+
+def _flush_pending_words(session: Session) -> None:
+    texts = session.info.pop(_PENDING_TEXTS, None)
+    if texts:
+        stmt = text(_ADD_WORDS.format(texts=":texts")).bindparams(
+            bindparam("texts", type_=ARRAY(Text))
+        )
+        session.execute(stmt, {"texts": sorted(texts)})
+
+
 class SearchWordRepository:
     """The tenant's search dictionary (``search_words``)."""
 
@@ -64,14 +78,22 @@ class SearchWordRepository:
         self.session = session
 
     async def add(self, texts: Iterable[str | None]) -> None:
-        """Add the words of ``texts`` (set-based, one statement; known words are skipped)."""
-        wanted = [t for t in texts if t]
+        """Add the words of ``texts`` when the transaction commits.
+
+        Every write of a transaction (a batch call writes up to 100 records) queues its
+        texts; one sorted statement adds them all just before the commit. Two concurrent
+        transactions adding the same new words then lock them in one order and never
+        deadlock, and the locks are held only for the last moment of the transaction.
+        """
+        wanted = {t for t in texts if t}
         if not wanted:
             return
-        stmt = text(_ADD_WORDS.format(texts=":texts")).bindparams(
-            bindparam("texts", type_=ARRAY(Text))
-        )
-        await self.session.execute(stmt, {"texts": wanted})
+        sync = self.session.sync_session
+        pending: set[str] | None = sync.info.get(_PENDING_TEXTS)
+        if pending is None:
+            pending = sync.info[_PENDING_TEXTS] = set()
+            event.listen(sync, "before_commit", _flush_pending_words, once=True)
+        pending.update(wanted)
 
     async def forget(self, texts: Iterable[str]) -> list[str]:
         """Drop the words of ``texts`` that no live contact or company has any more.
