@@ -12,8 +12,10 @@ tsvector, GIN trigram, GIN tags/custom fields). Then:
 (b) the import path end to end into tenant B: ``ImportService.upload`` (decode, CSV
     parse, chunks stored in PostgreSQL), ``start`` (create mode), then the worker's
     ``JobRunner`` drains the job: per 5,000-row chunk msgspec validation with the
-    API's types, duplicate checks against the table, normalisation, COPY into
-    ``contacts`` plus field history, checkpoint; one transaction per chunk.
+    API's types (done for chunk N+1 in a worker thread while chunk N is written),
+    duplicate checks against the table, normalisation, COPY into ``contacts`` plus
+    field history, search dictionary words, batched ``contacts.contact.imported``
+    events in the outbox, checkpoint; one transaction per chunk.
 
 Reported: rows/s of each and the ratio (b)/(a).
 """
@@ -237,8 +239,11 @@ async def run(stack: Stack, quick: bool) -> Result:
         "included) with one asyncpg `copy_records_to_table` in one transaction.",
         "(b) import: `ImportService.upload` (decode, parse, store chunks) + `start` + the "
         "worker's `JobRunner.drain` (per 5,000-row chunk: msgspec validation with the API's "
-        "types, duplicate lookups, normalisation, COPY of contacts and field history, "
-        "checkpoint; one transaction per chunk). Wall time from upload to completed.",
+        "types, prepared for the next chunk in a worker thread while the current one is "
+        "written; one duplicate lookup query, normalisation, COPY of contacts and field "
+        "history, search dictionary words, batched `contacts.contact.imported` outbox "
+        "events (the file is over the per-record event limit), checkpoint; one transaction "
+        "per chunk). Wall time from upload to completed.",
     ]
     result.raw = [
         f"raw COPY: {copy_s:.1f} s, {copy_rate:,.0f} rows/s ({copied:,} rows)",

@@ -8,6 +8,7 @@ next holder of the lease continues from the checkpoint.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -50,28 +51,43 @@ def _lease(settings: ContactsSettings) -> Any:
     return func.now() + text(f"interval '{int(settings.job_lease_seconds)} seconds'")
 
 
+def _yield_gil() -> None:
+    time.sleep(0)  # releases the GIL: a waiting event loop thread runs first
+
+
 class Lookahead:
     """The next chunk of a running import, parsed and validated in a worker thread while
     the current chunk's statements are in flight (the CPU work of chunk N+1 overlaps the
     database work of chunk N). Nothing is written ahead: each chunk is still looked up,
-    written and checkpointed in its own transaction, in order."""
+    written and checkpointed in its own transaction, in order.
+
+    ``arm`` names the next chunk; ``launch`` starts the thread, which the importer does
+    when its writes begin (the COPY is the long wait: starting earlier would slow the
+    duplicate lookups, which need the interpreter to encode their parameters)."""
 
     def __init__(self) -> None:
         self.seq: int | None = None
         self.task: asyncio.Future[Prepared] | None = None
+        self.pending: Callable[[], Prepared] | None = None
 
-    def start(
+    def arm(
         self, seq: int, importer: ContactImporter, data: bytes, specs: Mapping[str, FieldSpec]
     ) -> None:
         self.cancel()
 
         def work() -> Prepared:
-            return importer.prepare(csvfile.unpack(data), specs)
+            return importer.prepare(csvfile.unpack(data), specs, _yield_gil)
 
         self.seq = seq
-        self.task = asyncio.ensure_future(asyncio.to_thread(work))
+        self.pending = work
+
+    def launch(self) -> None:
+        work, self.pending = self.pending, None
+        if work is not None:
+            self.task = asyncio.ensure_future(asyncio.to_thread(work))
 
     async def take(self, seq: int) -> Prepared | None:
+        self.launch()
         task, self.task = self.task, None
         if task is None or self.seq != seq:
             if task is not None:
@@ -83,6 +99,7 @@ class Lookahead:
             return None
 
     def cancel(self) -> None:
+        self.pending = None
         if self.task is not None:
             self.task.cancel()
             self.task = None
@@ -119,9 +136,17 @@ async def import_step(
     if ahead is not None and job.checkpoint + 1 < job.chunk_count:
         following = await repo.chunk_data(job.id, job.checkpoint + 1)
         if following is not None:
-            ahead.start(job.checkpoint + 1, importer, following, await svc.specs())
+            ahead.arm(job.checkpoint + 1, importer, following, await svc.specs())
     rows = prepared.rows if prepared is not None else csvfile.unpack(chunk.data)
-    result = await importer.process(chunk.seq, rows, dry=dry, prepared=prepared)
+    result = await importer.process(
+        chunk.seq,
+        rows,
+        dry=dry,
+        prepared=prepared,
+        writing=ahead.launch if ahead is not None else None,
+    )
+    if ahead is not None:
+        ahead.launch()
     await repo.add_errors(job.id, result.errors)
     if result.created_ids:
         await repo.set_created(job.id, chunk.seq, result.created_ids)

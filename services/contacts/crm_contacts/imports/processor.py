@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select, text
+from sqlalchemy import Text, any_, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.companies.schemas import CompanyCreate
@@ -564,24 +565,33 @@ class ContactImporter:
         )
 
     def prepare(
-        self, rows: list[tuple[int, list[str]]], specs: Mapping[str, FieldSpec]
+        self,
+        rows: list[tuple[int, list[str]]],
+        specs: Mapping[str, FieldSpec],
+        pause: Callable[[], None] | None = None,
     ) -> Prepared:
         """Parse and validate a chunk without the database: pure CPU, safe in a thread
-        (the job runner prepares the next chunk while this one's writes are in flight)."""
+        (the job runner prepares the next chunk while this one's writes are in flight;
+        there ``pause`` runs every 64 rows to hand the interpreter back to the event
+        loop, so the statements in flight are not held up waiting for the GIL)."""
         plan = self.compile(specs)
         may_create = self.options.mode != "update"
         candidates: list[Candidate] = []
         errors: list[RowError] = []
-        for row_no, cells in rows:
+        for n, (row_no, cells) in enumerate(rows, 1):
             built = self._build(row_no, cells, plan)
+            if n % 64 == 0 and pause is not None:
+                pause()
             if isinstance(built, RowError):
                 errors.append(built)
                 continue
             candidates.append(built)
         if may_create:
             ids = _new_ids(len(candidates))
-            for row, record_id in zip(candidates, ids, strict=True):
+            for n, (row, record_id) in enumerate(zip(candidates, ids, strict=True), 1):
                 self._precompute(row, record_id, specs)
+                if n % 64 == 0 and pause is not None:
+                    pause()
         return Prepared(rows, specs, candidates, errors)
 
     def _precompute(
@@ -671,7 +681,8 @@ class ContactImporter:
         if not values:
             return {}
         model_col = getattr(Contact, column)
-        stmt = select(Contact).where(model_col.in_(values), Contact.deleted_at.is_(None))
+        keys = bindparam("keys", values, type_=ARRAY(Text))  # one array, not a bind per key
+        stmt = select(Contact).where(model_col == any_(keys), Contact.deleted_at.is_(None))
         out: dict[str, list[Contact]] = {}
         for row in (await self.session.execute(stmt.with_for_update())).scalars():
             out.setdefault(getattr(row, column), []).append(row)
@@ -777,9 +788,11 @@ class ContactImporter:
         *,
         dry: DryState | None = None,
         prepared: Prepared | None = None,
+        writing: Callable[[], None] | None = None,
     ) -> ChunkResult:
         """Validate and write one chunk; ``prepared`` is ``prepare(rows, …)`` done ahead
-        (used only if the custom field definitions are still the same)."""
+        (used only if the custom field definitions are still the same); ``writing`` is
+        called when the lookups are done and the writes begin."""
         result = ChunkResult()
         specs = await self.svc.specs()
         options = self.options
@@ -930,6 +943,8 @@ class ContactImporter:
         result.failed = len(result.errors)
         result.created = len(new_rows)
         result.updated = len(changed)
+        if writing is not None:
+            writing()
         if dry is None:
             await self._write_creates(new_rows, sources, specs, result)
             await self._write_updates(seq, changed, result)
