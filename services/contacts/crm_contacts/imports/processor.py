@@ -33,7 +33,7 @@ from crm_contacts.contacts.service import ContactService, phone_digits, search_t
 from crm_contacts.fields.values import FieldErrors, FieldSpec, validate_values
 from crm_contacts.imports.csvfile import TOO_LARGE
 from crm_contacts.models import Company, Contact, Member
-from crm_contacts.records.repository import ADD_WORDS_SQL, dictionary_words
+from crm_contacts.records.repository import ADD_WORDS_SQL, dictionary_words, word_runs
 from crm_contacts.records.service import REDACTED, jsonable
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
@@ -230,6 +230,8 @@ class Candidate:
     record_id: uuid.UUID | None = None
     ready: tuple[Any, ...] | None = None
     announced: msgspec.Raw | None = None
+    #: The letter/digit runs of ``search`` (dictionary word candidates).
+    runs: list[str] | None = None
 
 
 @dataclass
@@ -595,7 +597,7 @@ class ContactImporter:
     ) -> Prepared:
         """Parse and validate a chunk without the database: pure CPU, safe in a thread
         (the job runner prepares the next chunk while this one's writes are in flight;
-        there ``pause`` runs every 64 rows to hand the interpreter back to the event
+        there ``pause`` runs every 16 rows to hand the interpreter back to the event
         loop, so the statements in flight are not held up waiting for the GIL)."""
         with _gc_paused():
             return self._prepare(rows, specs, pause)
@@ -612,7 +614,7 @@ class ContactImporter:
         errors: list[RowError] = []
         for n, (row_no, cells) in enumerate(rows, 1):
             built = self._build(row_no, cells, plan)
-            if n % 64 == 0 and pause is not None:
+            if n % 16 == 0 and pause is not None:
                 pause()
             if isinstance(built, RowError):
                 errors.append(built)
@@ -622,7 +624,7 @@ class ContactImporter:
             ids = _new_ids(len(candidates))
             for n, (row, record_id) in enumerate(zip(candidates, ids, strict=True), 1):
                 self._precompute(row, record_id, specs)
-                if n % 64 == 0 and pause is not None:
+                if n % 16 == 0 and pause is not None:
                     pause()
         return Prepared(rows, specs, candidates, errors)
 
@@ -666,6 +668,8 @@ class ContactImporter:
                     row.announced = self._imported(record, row, specs)
         elif row.company_name is not None:
             row.search = self._search(row, row.company_name)
+        if row.search is not None:
+            row.runs = word_runs(row.search)
 
     @staticmethod
     def _encoded(row: Candidate) -> tuple[str, str, str, str]:
@@ -1331,9 +1335,12 @@ class ContactImporter:
             return
         apg = await self._raw()
         await apg.copy_records_to_table("contacts", records=rows, columns=list(CREATE_COLUMNS))
-        # The chunk's search words, split off here (one pass over the joined texts: a
-        # space never belongs to a word) so PostgreSQL only inserts the distinct ones.
-        words = dictionary_words([" ".join(v[_SEARCH] for v in rows)])
+        # The chunk's search words, split off in Python (mostly ahead, in ``prepare``) so
+        # PostgreSQL only inserts the distinct ones; the rule is ``dictionary_words``'.
+        runs: set[str] = set()
+        for v, row in zip(rows, sources, strict=True):
+            runs.update(row.runs if row.runs is not None else word_runs(v[_SEARCH]))
+        words = dictionary_words(runs)
         if words:
             await apg.execute(_ADD_WORD_LIST_SQL, words)
         links = [(v[_ID], v[_COMPANY], True) for v in rows if v[_COMPANY] is not None]
