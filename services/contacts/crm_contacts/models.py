@@ -512,9 +512,7 @@ class ImportChunk(TenantBase):
     # Ids of the records this chunk created (revert deletes them).
     created_ids: Mapped[list[uuid.UUID]] = _uuid_array()
 
-    __table_args__ = (
-        Index("ix_import_chunks_created_ids", "created_ids", postgresql_using="gin"),
-    )
+    __table_args__ = (Index("ix_import_chunks_created_ids", "created_ids", postgresql_using="gin"),)
 
 
 class ImportRowError(TenantBase):

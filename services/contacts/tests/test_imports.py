@@ -462,3 +462,49 @@ async def test_bad_files_are_handled_safely(
         f"{API}/imports/{up.json()['id']}/run", json={"mode": "upsert"}, headers=imp.auth("owner")
     )
     assert no_key.status_code == 422
+
+
+async def test_similar_name_at_the_same_company_is_a_duplicate(
+    platform_gateway: httpx.AsyncClient, imp: CrmTenant, platform: RunningPlatform
+) -> None:
+    gw, owner = platform_gateway, imp.auth("owner")
+    tag = uuid.uuid4().hex[:8]
+    acme = await gw.post(f"{API}/companies", json={"name": f"Acme {tag}"}, headers=owner)
+    other = await gw.post(f"{API}/companies", json={"name": f"Other {tag}"}, headers=owner)
+    assert acme.status_code == other.status_code == 201
+    known = await gw.post(
+        f"{API}/contacts",
+        json={"first_name": "Jonathan", "last_name": "Smithers", "company_id": acme.json()["id"]},
+        headers=owner,
+    )
+    assert known.status_code == 201, known.text
+    header = ["First Name", "Last Name", "Company", "Source"]
+    body = _csv(
+        [
+            ["Jonathon", "Smithers", f"Acme {tag}", f"sim_{tag}"],  # similar, same company
+            ["Jonathan", "Smithers", f"Other {tag}", f"sim_{tag}"],  # same name, other company
+            ["Priya", "Raman", f"Acme {tag}", f"sim_{tag}"],  # different person
+            ["Jonathan", "Smithers", "", f"sim_{tag}"],  # no company: not this rule
+        ],
+        header,
+    )
+    mapping = {
+        "First Name": "first_name",
+        "Last Name": "last_name",
+        "Company": "company",
+        "Source": "source",
+    }
+    job = (await _upload(gw, imp, "owner", body)).json()
+    await _run(gw, imp, "owner", job["id"], mapping=mapping)
+    done = await _until(gw, imp, "owner", job["id"], "completed", "failed")
+    assert done["counts"]["created"] == 3 and done["counts"]["failed"] == 1, done
+    errors = (await gw.get(f"{API}/imports/{job['id']}/errors?format=json", headers=owner)).json()[
+        "data"
+    ]
+    assert [(e["row"], e["column"]) for e in errors] == [(1, "Last Name")]
+    assert known.json()["id"] in errors[0]["message"]
+    # allow_duplicates imports it anyway.
+    again = (await _upload(gw, imp, "owner", body)).json()
+    await _run(gw, imp, "owner", again["id"], mapping=mapping, allow_duplicates=True)
+    done = await _until(gw, imp, "owner", again["id"], "completed", "failed")
+    assert done["counts"]["created"] == 4 and done["counts"]["failed"] == 0, done

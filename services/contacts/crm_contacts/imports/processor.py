@@ -941,6 +941,8 @@ class ContactImporter:
         # Companies and owners (shared lookups).
         names = {r.company_name for r in creates + updates if r.company_name}
         companies = await self._companies(names, dry is not None)
+        if not self.options.allow_duplicates:
+            creates = await self._check_similar_names(creates, companies, result, dry)
         owners = await self._active_owners({r.owner_id for r in candidates if r.owner_id})
         tag_names = {t for r in creates + updates for t in r.data.tags}
         tag_ids: dict[str, uuid.UUID] = {}
@@ -1055,6 +1057,72 @@ class ContactImporter:
                 if dry is not None:
                     dry.keys.setdefault("x:" + ext, row.row_no)
             kept.append(row)
+        return kept
+
+    async def _check_similar_names(
+        self,
+        rows: list[Candidate],
+        companies: Mapping[str, uuid.UUID | None],
+        result: ChunkResult,
+        dry: DryState | None,
+    ) -> list[Candidate]:
+        """The API's third duplicate rule: a similar name at the same (existing) company.
+
+        One query per chunk: each row's lower-cased "first last" against the live
+        contacts of its company, by trigram similarity (``duplicate_name_similarity``).
+        """
+        probes: list[tuple[int, uuid.UUID, str]] = []
+        for row in rows:
+            name = " ".join(p for p in (row.data.first_name, row.data.last_name) if p).lower()
+            if not name:
+                continue
+            company = self._company(row, companies, dry)
+            if isinstance(company, RowError) or company[0] is None:
+                continue
+            probes.append((row.row_no, company[0], name))
+        if not probes:
+            return rows
+        found: dict[int, uuid.UUID] = dict(
+            (
+                await self.session.execute(
+                    text(
+                        "SELECT DISTINCT ON (u.row_no) u.row_no, c.id"
+                        " FROM unnest(CAST(:row_nos AS int[]), CAST(:company_ids AS uuid[]),"
+                        " CAST(:names AS text[])) AS u(row_no, company_id, name)"
+                        " JOIN contacts AS c ON c.company_id = u.company_id"
+                        " AND c.deleted_at IS NULL"
+                        " WHERE extensions.similarity("
+                        "lower(concat_ws(' ', c.first_name, c.last_name)), u.name) >= :threshold"
+                        " ORDER BY u.row_no, c.created_at, c.id"
+                    ),
+                    {
+                        "row_nos": [p[0] for p in probes],
+                        "company_ids": [p[1] for p in probes],
+                        "names": [p[2] for p in probes],
+                        "threshold": self.svc.ctx.duplicate_similarity,
+                    },
+                )
+            ).all()
+        )
+        if not found:
+            return rows
+        column = self.column_of.get("last_name") or self.column_of.get("first_name")
+        kept = []
+        for row in rows:
+            existing = found.get(row.row_no)
+            if existing is None:
+                kept.append(row)
+                continue
+            name = " ".join(p for p in (row.data.first_name, row.data.last_name) if p)
+            result.errors.append(
+                RowError(
+                    row.row_no,
+                    column,
+                    "a contact with a similar name at the same company already exists: "
+                    f"{existing} (set allow_duplicates to import it anyway)",
+                    name[:200],
+                )
+            )
         return kept
 
     def _duplicate(
