@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_contacts.companies.schemas import CompanyCreate
 from crm_contacts.companies.service import CompanyService
 from crm_contacts.contacts.schemas import ContactCreate
-from crm_contacts.contacts.service import ContactService, phone_digits, search_text
+from crm_contacts.contacts.service import CONTACT, ContactService, phone_digits, search_text
 from crm_contacts.fields.values import FieldErrors, FieldSpec, validate_values
 from crm_contacts.imports.csvfile import TOO_LARGE
 from crm_contacts.models import Company, Contact, Member
@@ -111,20 +111,6 @@ UPDATE_COLUMNS = (
     "tag_ids",
     "sensitive_fields",
     "search_text",
-)
-TRACKED = (
-    "first_name",
-    "last_name",
-    "emails",
-    "phones",
-    "title",
-    "company_id",
-    "address",
-    "source",
-    "lifecycle_stage",
-    "owner_id",
-    "consent",
-    "external_id",
 )
 _PATH = re.compile(r"at `\$\.([a-z_]+)(?:\[\d+\])?(?:\.([a-z_]+))?")
 _STAGE_SEP = re.compile(r"[\s\-]+")
@@ -873,60 +859,26 @@ class ContactImporter:
                 value = self._key_of(row, key)
                 assert value is not None
                 found = existing.get(value, [])
+                refusal: str | None = None
                 if len(found) > 1:
+                    refusal = f"{len(found)} contacts have this {key}: " + ", ".join(
+                        str(f.id) for f in found[:3]
+                    )
+                elif found and found[0].id in repeated:
+                    refusal = f"repeats the {key} of an earlier row of this file"
+                elif found and not self.access.may_read(found[0].owner_id):
+                    refusal = f"a contact with this {key} exists that you cannot change"
+                elif found and not self.access.may_write(found[0].owner_id):
+                    refusal = f"you cannot change the contact {found[0].id}"
+                elif not found and options.mode == "update":
+                    refusal = f"no contact has this {key}"
+                if refusal is not None:
                     result.errors.append(
-                        RowError(
-                            row.row_no,
-                            self.column_of.get(key),
-                            f"{len(found)} contacts have this {key}: "
-                            + ", ".join(str(f.id) for f in found[:3]),
-                            value[:200],
-                        )
+                        RowError(row.row_no, self.column_of.get(key), refusal, value[:200])
                     )
                     continue
                 if found:
-                    record = found[0]
-                    if record.id in repeated:
-                        result.errors.append(
-                            RowError(
-                                row.row_no,
-                                self.column_of.get(key),
-                                f"repeats the {key} of an earlier row of this file",
-                                value[:200],
-                            )
-                        )
-                        continue
-                    if not self.access.may_read(record.owner_id):
-                        result.errors.append(
-                            RowError(
-                                row.row_no,
-                                self.column_of.get(key),
-                                f"a contact with this {key} exists that you cannot change",
-                                value[:200],
-                            )
-                        )
-                        continue
-                    if not self.access.may_write(record.owner_id):
-                        result.errors.append(
-                            RowError(
-                                row.row_no,
-                                self.column_of.get(key),
-                                f"you cannot change the contact {record.id}",
-                                value[:200],
-                            )
-                        )
-                        continue
-                    matches[row.row_no] = record
-                elif options.mode == "update":
-                    result.errors.append(
-                        RowError(
-                            row.row_no,
-                            self.column_of.get(key),
-                            f"no contact has this {key}",
-                            value[:200],
-                        )
-                    )
-                    continue
+                    matches[row.row_no] = found[0]
                 if dry is not None:
                     dry.keys[value] = row.row_no
                 kept.append(row)
@@ -1504,7 +1456,7 @@ class ContactImporter:
 
     @staticmethod
     def _tracked(values: Mapping[str, Any]) -> dict[str, Any]:
-        snap = {name: jsonable(values[name]) for name in TRACKED if name in values}
+        snap = {name: jsonable(values[name]) for name in CONTACT.tracked if name in values}
         if "tag_ids" in values:
             snap["tag_ids"] = sorted(str(t) for t in values["tag_ids"])
         for key, value in (values.get("custom_fields") or {}).items():
