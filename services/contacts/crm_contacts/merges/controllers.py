@@ -13,12 +13,11 @@ from litestar.params import Parameter
 
 from crm_contacts.merges.schemas import MergeRequest
 from crm_contacts.merges.service import MergeService
-from crm_contacts.records.http import contacts_settings, record_context
+from crm_contacts.records.http import IfMatch, contacts_settings, record_context
 from crm_lib.auth import Principal
 from crm_lib.http import if_match_version
 from crm_lib.service import ServiceRuntime
 
-IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False)]
 RecordId = Annotated[uuid.UUID, Parameter(query="record_id", required=True)]
 
 
@@ -55,54 +54,41 @@ async def _merge(
     )
 
 
-class ContactMergeController(Controller):
-    path = "/api/v1/contacts/merge"
-    tags = ["merges"]
+def merge_controller(entity: str, plural: str, follows: str) -> type[Controller]:
+    """``/api/v1/<plural>/merge`` and its preview for one record entity."""
 
-    @post("/preview", status_code=200, summary="What merging these contacts would give")
-    async def preview(
-        self,
-        data: MergeRequest,
-        principal: Principal,
-        runtime: ServiceRuntime,
-        if_match: IfMatch = None,
-    ) -> dict[str, Any]:
-        return await _preview("contact", data, principal, runtime, if_match)
+    class RecordMergeController(Controller):
+        path = f"/api/v1/{plural}/merge"
+        tags = ["merges"]
 
-    @post("/", status_code=201, summary="Merge contacts into the winner (If-Match: winner version)")
-    async def merge(
-        self,
-        data: MergeRequest,
-        principal: Principal,
-        runtime: ServiceRuntime,
-        if_match: IfMatch = None,
-    ) -> Response[dict[str, Any]]:
-        return await _merge("contact", data, principal, runtime, if_match)
+        @post("/preview", status_code=200, summary=f"What merging these {plural} would give")
+        async def preview(
+            self,
+            data: MergeRequest,
+            principal: Principal,
+            runtime: ServiceRuntime,
+            if_match: IfMatch = None,
+        ) -> dict[str, Any]:
+            return await _preview(entity, data, principal, runtime, if_match)
+
+        @post("/", status_code=201, summary=f"Merge {plural} into the winner ({follows})")
+        async def merge(
+            self,
+            data: MergeRequest,
+            principal: Principal,
+            runtime: ServiceRuntime,
+            if_match: IfMatch = None,
+        ) -> Response[dict[str, Any]]:
+            return await _merge(entity, data, principal, runtime, if_match)
+
+    RecordMergeController.__name__ = RecordMergeController.__qualname__ = (
+        f"{entity.title()}MergeController"
+    )
+    return RecordMergeController
 
 
-class CompanyMergeController(Controller):
-    path = "/api/v1/companies/merge"
-    tags = ["merges"]
-
-    @post("/preview", status_code=200, summary="What merging these companies would give")
-    async def preview(
-        self,
-        data: MergeRequest,
-        principal: Principal,
-        runtime: ServiceRuntime,
-        if_match: IfMatch = None,
-    ) -> dict[str, Any]:
-        return await _preview("company", data, principal, runtime, if_match)
-
-    @post("/", status_code=201, summary="Merge companies into the winner (contacts follow)")
-    async def merge(
-        self,
-        data: MergeRequest,
-        principal: Principal,
-        runtime: ServiceRuntime,
-        if_match: IfMatch = None,
-    ) -> Response[dict[str, Any]]:
-        return await _merge("company", data, principal, runtime, if_match)
+ContactMergeController = merge_controller("contact", "contacts", "If-Match: winner version")
+CompanyMergeController = merge_controller("company", "companies", "contacts follow")
 
 
 class MergeController(Controller):
