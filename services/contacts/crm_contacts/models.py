@@ -353,6 +353,8 @@ class Member(TenantBase):
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     roles: Mapped[list[str]] = _json_array()
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    #: Login email (owner columns of CSV imports name users by it).
+    email: Mapped[str | None] = mapped_column(String(320))
     updated_at: Mapped[datetime] = _now()
 
 

@@ -508,3 +508,37 @@ async def test_similar_name_at_the_same_company_is_a_duplicate(
     await _run(gw, imp, "owner", again["id"], mapping=mapping, allow_duplicates=True)
     done = await _until(gw, imp, "owner", again["id"], "completed", "failed")
     assert done["counts"]["created"] == 4 and done["counts"]["failed"] == 0, done
+
+
+async def test_owner_column_by_login_email(
+    platform_gateway: httpx.AsyncClient, imp: CrmTenant, platform: RunningPlatform
+) -> None:
+    gw, owner = platform_gateway, imp.auth("owner")
+    users = (await gw.get(f"{API}/users", headers=owner)).json()["data"]
+    rep = next(u for u in users if u["id"] == imp.user_ids["sales_rep"])
+    tag = uuid.uuid4().hex[:8]
+    header = ["First Name", "Email", "Owner", "Source"]
+    body = _csv(
+        [
+            ["ByEmail", f"a.{tag}@example.com", rep["email"].upper(), f"own_{tag}"],
+            ["ById", f"b.{tag}@example.com", imp.user_ids["sales_rep"], f"own_{tag}"],
+            ["Nobody", f"c.{tag}@example.com", f"ghost.{tag}@example.com", f"own_{tag}"],
+        ],
+        header,
+    )
+    mapping = {"First Name": "first_name", "Email": "email", "Owner": "owner", "Source": "source"}
+    job = (await _upload(gw, imp, "owner", body)).json()
+    await _run(gw, imp, "owner", job["id"], mapping=mapping)
+    done = await _until(gw, imp, "owner", job["id"], "completed", "failed")
+    assert done["counts"]["created"] == 2 and done["counts"]["failed"] == 1, done
+    errors = (await gw.get(f"{API}/imports/{job['id']}/errors?format=json", headers=owner)).json()[
+        "data"
+    ]
+    assert [(e["row"], e["column"], e["value"]) for e in errors] == [
+        (3, "Owner", f"ghost.{tag}@example.com")
+    ]
+    live = await _live(platform, imp, f"own_{tag}")
+    assert {r.first_name: str(r.owner_id) for r in live} == {
+        "ByEmail": imp.user_ids["sales_rep"],
+        "ById": imp.user_ids["sales_rep"],
+    }

@@ -379,6 +379,7 @@ class InvitationController(Controller):
                 tenant_id,
                 {
                     "user_id": str(user.id),
+                    "email": invitation.email,
                     "roles": list(user.roles),
                     "source": "invitation",
                     "invitation_id": str(invitation.id),

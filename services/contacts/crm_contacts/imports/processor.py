@@ -112,6 +112,7 @@ UPDATE_COLUMNS = (
     "sensitive_fields",
     "search_text",
 )
+OWNER_RULE = "must be the id or login email of an active user of this tenant"
 _PATH = re.compile(r"at `\$\.([a-z_]+)(?:\[\d+\])?(?:\.([a-z_]+))?")
 _STAGE_SEP = re.compile(r"[\s\-]+")
 _json = msgspec.json.Encoder()
@@ -218,6 +219,8 @@ class Candidate:
     announced: msgspec.Raw | None = None
     #: The letter/digit runs of ``search`` (dictionary word candidates).
     runs: list[str] | None = None
+    #: An owner given by login email (resolved to ``owner_id`` when the chunk runs).
+    owner_email: str | None = None
 
 
 @dataclass
@@ -550,16 +553,18 @@ class ContactImporter:
         owner_id: uuid.UUID | None = None
         owner_given = False
         owner_raw = extra.owner
+        owner_email: str | None = None
         if owner_raw is not None and self.may_reassign:
-            try:
-                owner_id = uuid.UUID(owner_raw)
-            except ValueError:
-                return RowError(
-                    row_no,
-                    self.column_of.get("owner"),
-                    "must be the id of an active user of this tenant",
-                    owner_raw[:200],
-                )
+            if "@" in owner_raw:
+                # A user's login email: resolved against the members read model per chunk.
+                owner_email = owner_raw.strip().lower()
+            else:
+                try:
+                    owner_id = uuid.UUID(owner_raw)
+                except ValueError:
+                    return RowError(
+                        row_no, self.column_of.get("owner"), OWNER_RULE, owner_raw[:200]
+                    )
             owner_given = True
         return Candidate(
             row_no,
@@ -573,6 +578,7 @@ class ContactImporter:
             extra.custom,
             emails[0]["address"] if emails else None,
             phones[0]["number"] if phones else None,
+            owner_email=owner_email,
         )
 
     def prepare(
@@ -778,6 +784,22 @@ class ContactImporter:
                 found[low] = None
         return found
 
+    async def _owners_by_email(self, rows: list[Candidate]) -> None:
+        """Owner columns holding a user's login email: one members lookup per chunk."""
+        if not rows:
+            return
+        found = await self.session.execute(
+            select(func.lower(Member.email), Member.user_id).where(
+                func.lower(Member.email).in_(
+                    sorted({r.owner_email for r in rows if r.owner_email})
+                ),
+                Member.active,
+            )
+        )
+        by_email: dict[str, uuid.UUID] = dict(found.all())
+        for row in rows:
+            row.owner_id = by_email.get(row.owner_email or "")
+
     async def _active_owners(self, ids: set[uuid.UUID]) -> set[uuid.UUID]:
         if not ids:
             return set()
@@ -895,6 +917,7 @@ class ContactImporter:
         companies = await self._companies(names, dry is not None)
         if not self.options.allow_duplicates:
             creates = await self._check_similar_names(creates, companies, result, dry)
+        await self._owners_by_email([r for r in candidates if r.owner_email])
         owners = await self._active_owners({r.owner_id for r in candidates if r.owner_id})
         tag_names = {t for r in creates + updates for t in r.data.tags}
         tag_ids: dict[str, uuid.UUID] = {}
@@ -1111,12 +1134,12 @@ class ContactImporter:
     ) -> uuid.UUID | RowError | None:
         if not row.owner_given:
             return default
-        if row.owner_id not in owners:
+        if row.owner_id is None or row.owner_id not in owners:
             return RowError(
                 row.row_no,
                 self.column_of.get("owner"),
-                "must be the id of an active user of this tenant",
-                str(row.owner_id),
+                OWNER_RULE,
+                row.owner_email or str(row.owner_id),
             )
         return row.owner_id
 

@@ -24,7 +24,12 @@ async def apply_identity_event(ctx: EventContext) -> None:
     data = ctx.event.data
     match ctx.event.type:
         case "identity.user.created":
-            await repo.upsert_member(uuid.UUID(data["user_id"]), roles=data["roles"], active=True)
+            await repo.upsert_member(
+                uuid.UUID(data["user_id"]),
+                roles=data["roles"],
+                active=True,
+                email=data.get("email"),
+            )
         case "identity.user.roles_changed":
             await repo.upsert_member(uuid.UUID(data["user_id"]), roles=data["roles"])
         case "identity.user.deactivated":

@@ -16,11 +16,18 @@ class MemberRepository:
         self.session = session
 
     async def upsert_member(
-        self, user_id: uuid.UUID, *, roles: list[str] | None = None, active: bool | None = None
+        self,
+        user_id: uuid.UUID,
+        *,
+        roles: list[str] | None = None,
+        active: bool | None = None,
+        email: str | None = None,
     ) -> None:
         values: dict[str, object] = {"user_id": user_id, "updated_at": func.now()}
         if roles is not None:
             values["roles"] = roles
+        if email is not None:
+            values["email"] = email.strip().lower()
         if active is not None:
             values["active"] = active
         stmt = insert(Member).values(**values)

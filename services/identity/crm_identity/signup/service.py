@@ -158,7 +158,12 @@ class SignupService:
                     session,
                     "identity.user.created",
                     tenant_id,
-                    {"user_id": str(user_id), "roles": ["owner"], "source": "signup"},
+                    {
+                        "user_id": str(user_id),
+                        "email": email,
+                        "roles": ["owner"],
+                        "source": "signup",
+                    },
                     actor="signup",
                 )
                 tenant_view = await tenants.get(tenant_id)
