@@ -92,26 +92,7 @@ JSON_COLUMNS = frozenset(
     {"custom_fields", "emails", "phones", "address", "consent", "sensitive_fields"}
 )
 #: What an update may change (and what a revert restores).
-UPDATE_COLUMNS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "company_id",
-    "owner_id",
-    "lifecycle_stage",
-    "custom_fields",
-    "emails",
-    "phones",
-    "title",
-    "address",
-    "source",
-    "consent",
-    "external_id",
-    "tag_ids",
-    "sensitive_fields",
-    "search_text",
-)
+UPDATE_COLUMNS = tuple(c for c in CREATE_COLUMNS if c not in ("id", "created_by", "updated_by"))
 OWNER_RULE = "must be the id or login email of an active user of this tenant"
 _PATH = re.compile(r"at `\$\.([a-z_]+)(?:\[\d+\])?(?:\.([a-z_]+))?")
 _STAGE_SEP = re.compile(r"[\s\-]+")
