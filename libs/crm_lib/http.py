@@ -344,3 +344,13 @@ def client_ip(headers: Any, fallback: str | None) -> str:
     forwarded = headers.get("x-forwarded-for", "")
     first = forwarded.split(",")[0].strip() if forwarded else ""
     return first or fallback or "unknown"
+
+
+def require_version(if_match: int | None, current: int, what: str) -> None:
+    """412 when an ``If-Match`` version was given and the resource has moved on."""
+    if if_match is not None and if_match != current:
+        raise ProblemError(
+            412,
+            f"The {what} was changed meanwhile (now version {current}).",
+            title="Precondition Failed",
+        )

@@ -23,7 +23,7 @@ from crm_contacts.contacts.service import ContactService
 from crm_contacts.models import Activity
 from crm_contacts.records.service import RecordContext, RecordService, jsonable
 from crm_lib.events import emit
-from crm_lib.http import ProblemError
+from crm_lib.http import ProblemError, require_version
 from crm_lib.pagination import Page, decode_cursor, encode_cursor
 
 LOGGED_SOURCE = "contacts"
@@ -102,12 +102,7 @@ class ActivityService:
                 title="Conflict",
             )
         await self._require_writable_records(row)
-        if if_match is not None and if_match != row.version:
-            raise ProblemError(
-                412,
-                f"The activity was changed meanwhile (now version {row.version}).",
-                title="Precondition Failed",
-            )
+        require_version(if_match, row.version, "activity")
         return row
 
     async def _announce(

@@ -13,7 +13,7 @@ from crm_contacts.fields.repository import FieldRepository
 from crm_contacts.fields.values import FieldSpec
 from crm_contacts.models import CustomFieldDefinition
 from crm_lib.events import emit
-from crm_lib.http import ProblemError
+from crm_lib.http import ProblemError, require_version
 
 #: Custom fields per entity and tenant.
 MAX_FIELDS = 300
@@ -137,8 +137,7 @@ class FieldService:
     ) -> schemas.CustomField:
         self._require_admin()
         row = await self.get(field_id)
-        if if_match is not None and if_match != row.version:
-            raise ProblemError(412, "The field was changed meanwhile.", title="Precondition Failed")
+        require_version(if_match, row.version, "field")
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
         options = changes.get("options", list(row.options))
         constraints = changes.get("constraints")

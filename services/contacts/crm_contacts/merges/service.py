@@ -32,7 +32,7 @@ from crm_contacts.merges.repository import MergeRepository
 from crm_contacts.merges.schemas import MergeRequest
 from crm_contacts.models import Merge
 from crm_contacts.records.service import RecordContext, RecordService, jsonable
-from crm_lib.http import ProblemError
+from crm_lib.http import ProblemError, require_version
 
 CHOOSABLE: dict[str, tuple[str, ...]] = {
     "contact": (
@@ -160,12 +160,7 @@ class MergeService:
                     f"Your role cannot delete {name} {record_id}, so it cannot merge it away."
                 )
         winner = rows[req.winner_id]
-        if if_match is not None and if_match != winner.version:
-            raise ProblemError(
-                412,
-                f"The winning {name} was changed meanwhile (now version {winner.version}).",
-                title="Precondition Failed",
-            )
+        require_version(if_match, winner.version, f"winning {name}")
         return winner, [rows[i] for i in req.loser_ids]
 
     def _choose(

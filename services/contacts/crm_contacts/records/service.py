@@ -46,7 +46,7 @@ from crm_contacts.records.repository import RecordRepository, SearchWordReposito
 from crm_contacts.tags.repository import TagRepository
 from crm_contacts.tags.service import TagService
 from crm_lib.events import emit
-from crm_lib.http import ProblemError
+from crm_lib.http import ProblemError, require_version
 from crm_lib.pagination import Page, decode_cursor
 
 REDACTED = "[sensitive]"
@@ -143,12 +143,7 @@ class RecordService:
         row = await self.visible(record_id, lock=True)
         if not self.access.may_write(row.owner_id):
             raise forbidden(f"You can see this {self.entity.name} but not change it.")
-        if if_match is not None and if_match != row.version:
-            raise ProblemError(
-                412,
-                f"The {self.entity.name} was changed meanwhile (now version {row.version}).",
-                title="Precondition Failed",
-            )
+        require_version(if_match, row.version, self.entity.name)
         return row
 
     def visibility_filter(self) -> list[ColumnElement[bool]]:

@@ -13,7 +13,7 @@ from crm_contacts.models import Tag as TagRow
 from crm_contacts.tags import schemas
 from crm_contacts.tags.repository import TagRepository
 from crm_lib.events import emit
-from crm_lib.http import ProblemError
+from crm_lib.http import ProblemError, require_version
 
 
 def view(row: TagRow) -> schemas.Tag:
@@ -78,8 +78,7 @@ class TagService:
     ) -> schemas.Tag:
         self._require_manager()
         row = await self._get(tag_id)
-        if if_match is not None and if_match != row.version:
-            raise ProblemError(412, "The tag was changed meanwhile.", title="Precondition Failed")
+        require_version(if_match, row.version, "tag")
         values: dict[str, object] = {}
         if data.name is not msgspec.UNSET:
             name = str(data.name).strip()

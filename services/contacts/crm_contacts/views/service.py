@@ -16,7 +16,7 @@ from crm_contacts.records.query import RESERVED, bad_query, parse_list_query
 from crm_contacts.records.service import RecordContext, RecordService
 from crm_contacts.views import schemas
 from crm_contacts.views.repository import SavedViewRepository
-from crm_lib.http import ProblemError
+from crm_lib.http import ProblemError, require_version
 
 RECORD_SERVICES: dict[str, type[RecordService]] = {
     "contact": ContactService,
@@ -99,12 +99,7 @@ class SavedViewService:
         view = await self.repo.get(view_id, lock=True) or view
         if not self.editable(view):
             raise forbidden("Only the view's creator (or an admin, for shared views) changes it.")
-        if if_match is not None and if_match != view.version:
-            raise ProblemError(
-                412,
-                f"The view was changed meanwhile (now version {view.version}).",
-                title="Precondition Failed",
-            )
+        require_version(if_match, view.version, "view")
         return view
 
     async def create(self, data: schemas.SavedViewCreate) -> schemas.SavedView:

@@ -13,7 +13,7 @@ from crm_identity.roles import MANAGERS
 from crm_identity.teams import schemas
 from crm_lib.auth import Principal
 from crm_lib.events import emit
-from crm_lib.http import ProblemError
+from crm_lib.http import ProblemError, require_version
 
 
 class TeamService:
@@ -100,8 +100,7 @@ class TeamService:
     ) -> schemas.Team:
         self._require_manager()
         team = await self._get(team_id)
-        if if_match is not None and if_match != team.version:
-            raise ProblemError(412, "The team was changed meanwhile.", title="Precondition Failed")
+        require_version(if_match, team.version, "team")
         await self._name_free(data.name.strip(), exclude=team_id)
         team = (
             await self.session.execute(

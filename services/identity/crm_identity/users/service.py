@@ -15,7 +15,7 @@ from crm_identity.users import schemas
 from crm_identity.users.repository import UserRepository
 from crm_lib.auth import Principal
 from crm_lib.events import emit
-from crm_lib.http import ProblemError
+from crm_lib.http import ProblemError, require_version
 
 
 def to_schema(user: UserRow, team_ids: list[uuid.UUID] | None = None) -> schemas.User:
@@ -110,12 +110,7 @@ class UserService:
         is_self = self.principal.user_id == user_id
         if not is_self or data.roles is not msgspec.UNSET:
             self._require_manager()
-        if if_match is not None and if_match != user.version:
-            raise ProblemError(
-                412,
-                f"Version {if_match} does not match current {user.version}.",
-                title="Precondition Failed",
-            )
+        require_version(if_match, user.version, "user")
         values: dict[str, object] = {}
         if data.full_name is not msgspec.UNSET:
             values["full_name"] = data.full_name.strip()
