@@ -134,21 +134,7 @@ class CompanyService(RecordService):
                 values[key] = given[key]
         if "address" in given:
             values["address"] = msgspec.to_builtins(given["address"]) if given["address"] else {}
-        if "owner_id" in given and given["owner_id"] != row.owner_id:
-            if not self.access.may_reassign():
-                raise ProblemError(403, "Only owners, admins and sales managers reassign records.")
-            await self.check_owner(given["owner_id"])
-            values["owner_id"] = given["owner_id"]
-        if "tags" in given:
-            values["tag_ids"] = await self.tags.resolve(given["tags"])
-        if "custom_fields" in given:
-            values["custom_fields"], values["sensitive_fields"] = await self.custom_values(
-                record_id,
-                given["custom_fields"],
-                creating=False,
-                current=row.custom_fields,
-                current_sensitive=row.sensitive_fields,
-            )
+        values.update(await self.common_update_values(row, given))
         values["search_text"] = company_search_text(
             values.get("name", row.name), values.get("domain", row.domain)
         )

@@ -310,21 +310,7 @@ class ContactService(RecordService):
         if "external_id" in given:
             await self._external_id_free(given["external_id"], exclude=record_id)
             values["external_id"] = given["external_id"]
-        if "owner_id" in given and given["owner_id"] != row.owner_id:
-            if not self.access.may_reassign():
-                raise ProblemError(403, "Only owners, admins and sales managers reassign records.")
-            await self.check_owner(given["owner_id"])
-            values["owner_id"] = given["owner_id"]
-        if "tags" in given:
-            values["tag_ids"] = await self.tags.resolve(given["tags"])
-        if "custom_fields" in given:
-            values["custom_fields"], values["sensitive_fields"] = await self.custom_values(
-                record_id,
-                given["custom_fields"],
-                creating=False,
-                current=row.custom_fields,
-                current_sensitive=row.sensitive_fields,
-            )
+        values.update(await self.common_update_values(row, given))
         company_id = given.get("company_id", row.company_id)
         if "company_id" in given:
             values["company_id"] = company_id

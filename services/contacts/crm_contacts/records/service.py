@@ -574,6 +574,39 @@ class RecordService:
         await self.record_history(row.id, {"deleted": {"from": False, "to": True}}, "delete")
         await self.announce("deleted", row)
 
+    async def common_update_values(self, row: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The update values every record entity shares: owner, tags, custom fields."""
+        values: dict[str, Any] = {}
+        if "owner_id" in given and given["owner_id"] != row.owner_id:
+            if not self.access.may_reassign():
+                raise ProblemError(403, "Only owners, admins and sales managers reassign records.")
+            await self.check_owner(given["owner_id"])
+            values["owner_id"] = given["owner_id"]
+        if "tags" in given:
+            values["tag_ids"] = await self.tags.resolve(given["tags"])
+        if "custom_fields" in given:
+            values["custom_fields"], values["sensitive_fields"] = await self.custom_values(
+                row.id,
+                given["custom_fields"],
+                creating=False,
+                current=row.custom_fields,
+                current_sensitive=row.sensitive_fields,
+            )
+        return values
+
+    async def _writable_rows(self, ids: Iterable[uuid.UUID]) -> tuple[list[Any], list[uuid.UUID]]:
+        """The records (locked, id order) the caller may change, and the ids skipped."""
+        wanted = sorted(set(ids))
+        rows = {r.id: r for r in await self.repo.get_many(wanted, lock=True)}
+        writable, skipped = [], []
+        for record_id in wanted:
+            row = rows.get(record_id)
+            if row is None or not self.access.may_write(row.owner_id):
+                skipped.append(record_id)
+            else:
+                writable.append(row)
+        return writable, skipped
+
     async def bulk_tags(
         self, ids: Iterable[uuid.UUID], names: list[str], action: str
     ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
@@ -583,14 +616,8 @@ class RecordService:
             if action == "add"
             else (await self.tag_ids_for(names, any_of=True) or [])
         )
-        wanted = sorted(set(ids))
-        rows = {r.id: r for r in await self.repo.get_many(wanted, lock=True)}
-        updated, skipped = [], []
-        for record_id in wanted:
-            row = rows.get(record_id)
-            if row is None or not self.access.may_write(row.owner_id):
-                skipped.append(record_id)
-                continue
+        rows, skipped = await self._writable_rows(ids)
+        for row in rows:
             current = list(row.tag_ids)
             if action == "add":
                 new = current + [t for t in tag_ids if t not in current]
@@ -598,8 +625,7 @@ class RecordService:
                 new = [t for t in current if t not in tag_ids]
             if new != current:
                 await self.apply_update(row, {"tag_ids": new}, reason="bulk_tag")
-            updated.append(record_id)
-        return updated, skipped
+        return [row.id for row in rows], skipped
 
     async def reassign(
         self, ids: Iterable[uuid.UUID], owner_id: uuid.UUID
@@ -607,17 +633,11 @@ class RecordService:
         if not self.access.may_reassign():
             raise forbidden("Only owners, admins and sales managers reassign records.")
         await self.check_owner(owner_id)
-        wanted = sorted(set(ids))
-        rows = {r.id: r for r in await self.repo.get_many(wanted, lock=True)}
-        updated, skipped = [], []
-        for record_id in wanted:
-            row = rows.get(record_id)
-            if row is None or not self.access.may_write(row.owner_id):
-                skipped.append(record_id)
-                continue
+        rows, skipped = await self._writable_rows(ids)
+        for row in rows:
             if row.owner_id != owner_id:
                 await self.apply_update(row, {"owner_id": owner_id}, reason="reassign")
-            updated.append(record_id)
+        updated = [row.id for row in rows]
         if updated:
             await self.repo.audit(
                 actor=self.access.actor,
