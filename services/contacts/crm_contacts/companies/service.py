@@ -145,23 +145,15 @@ class CompanyService(RecordService):
 
     async def _refresh_contact_search(self, company_id: uuid.UUID) -> None:
         """Contacts search by their company's name: re-derive it after a rename."""
-        from crm_contacts.contacts.service import search_text
+        from crm_contacts.contacts.service import row_search_text
 
         contacts = await self.session.scalars(
             select(Contact).where(Contact.company_id == company_id, Contact.deleted_at.is_(None))
         )
         name = await self.session.scalar(select(Company.name).where(Company.id == company_id))
         for contact in contacts:
-            text = search_text(
-                {
-                    "first_name": contact.first_name,
-                    "last_name": contact.last_name,
-                    "emails": contact.emails,
-                    "phones": contact.phones,
-                    "external_id": contact.external_id,
-                },
-                name,
-            )
             await self.session.execute(
-                update(Contact).where(Contact.id == contact.id).values(search_text=text)
+                update(Contact)
+                .where(Contact.id == contact.id)
+                .values(search_text=row_search_text(contact, name))
             )

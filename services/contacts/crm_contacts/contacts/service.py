@@ -126,6 +126,15 @@ def search_text(values: dict[str, Any], company_name: str | None) -> str:
     return " ".join(p.lower() for p in parts if p)[:4000]
 
 
+#: The contact columns ``search_text`` is built from (besides the company's name).
+SEARCHED_FIELDS = ("first_name", "last_name", "emails", "phones", "external_id")
+
+
+def row_search_text(contact: Any, company_name: str | None) -> str:
+    """``search_text`` re-derived from a stored contact (its company renamed or changed)."""
+    return search_text({key: getattr(contact, key) for key in SEARCHED_FIELDS}, company_name)
+
+
 class ContactService(RecordService):
     entity = CONTACT
     upsert_keys = ("email", "external_id")

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.access import forbidden
 from crm_contacts.companies.service import CompanyService, company_search_text
-from crm_contacts.contacts.service import ContactService, search_text
+from crm_contacts.contacts.service import ContactService, row_search_text, search_text
 from crm_contacts.merges.repository import MergeRepository
 from crm_contacts.merges.schemas import MergeRequest
 from crm_contacts.models import Merge
@@ -376,17 +376,8 @@ class MergeService:
         for contact in contacts:
             if contact.erased_at is not None:
                 continue
-            text = search_text(
-                {
-                    "first_name": contact.first_name,
-                    "last_name": contact.last_name,
-                    "emails": contact.emails,
-                    "phones": contact.phones,
-                    "external_id": contact.external_id,
-                },
-                names.get(contact.company_id) if contact.company_id else None,
-            )
-            await self.repo.set_search_text(contact.id, text)
+            company = names.get(contact.company_id) if contact.company_id else None
+            await self.repo.set_search_text(contact.id, row_search_text(contact, company))
 
     # ------------------------------------------------------------------ reading
     async def _visible_merge(self, merge_id: uuid.UUID, *, lock: bool = False) -> Merge:
