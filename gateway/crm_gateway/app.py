@@ -10,7 +10,10 @@ Composition (outermost first)::
     |        ProxyApp                  streams to the owning service (circuit breakers)
     |- everything else (and lifespan)
          Litestar app from crm_lib.http.create_app (has its own RequestContextMiddleware)
-           /health/live, /health/ready, /metrics, /api/v1/openapi.json
+           /health/live, /health/ready, /api/v1/openapi.json
+
+    MetricsServer (crm_gateway.metrics)  GET /metrics on its own port (CRM_METRICS_PORT,
+                                         default 9464); /metrics on the public port is 404
 
 The Litestar app's lifespan opens and closes the upstream sessions, so the proxy
 works under any ASGI server that runs the lifespan protocol. Start it with::
@@ -28,6 +31,7 @@ from litestar import Litestar, Response, get
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from crm_gateway.layers import GatewayLayers
+from crm_gateway.metrics import MetricsServer
 from crm_gateway.openapi import OpenAPIAggregator
 from crm_gateway.proxy import ROUTE_KEY, ProxyApp
 from crm_gateway.routing import API_PREFIX, WELL_KNOWN_PREFIX, RouteTable
@@ -35,7 +39,9 @@ from crm_gateway.settings import GatewaySettings
 from crm_gateway.upstreams import UpstreamPool
 from crm_lib.http import RequestContextMiddleware
 from crm_lib.http import create_app as create_litestar_app
-from crm_lib.telemetry import setup_logging, setup_tracing
+from crm_lib.telemetry import describe_error, get_logger, setup_logging, setup_tracing
+
+log = get_logger("crm.gateway")
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 
@@ -56,8 +62,10 @@ class GatewayApp:
         proxy: ASGIApp,
         site: Litestar,
         layers: GatewayLayers | None = None,
+        metrics: MetricsServer | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.routes = routes
         self.pool = pool
         self.openapi = openapi
@@ -72,9 +80,38 @@ class GatewayApp:
                 WELL_KNOWN_PREFIX
             ):
                 scope[ROUTE_KEY] = self.routes.resolve(path)  # type: ignore[literal-required]
-                await self.proxy(scope, receive, send)
+                await self._proxy_guarded(scope, receive, send)
                 return
         await self.site(scope, receive, send)
+
+    async def _proxy_guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The proxy chain; a bug in it answers 500 and is logged without its message.
+
+        The ASGI server would log the exception's text, which may quote the request.
+        """
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.proxy(scope, receive, tracking_send)
+        except Exception as exc:
+            log.error(
+                "gateway.unhandled", path=scope["path"], error=describe_error(exc), exc_info=exc
+            )
+            if not started:
+                from crm_gateway.proxy import send_problem
+
+                await send_problem(
+                    send,
+                    500,
+                    "An unexpected error occurred. Quote the request id when contacting support.",
+                    instance=scope["path"],
+                )
 
 
 def create_app(
@@ -109,14 +146,24 @@ def create_app(
     async def merged_openapi() -> Response[dict[str, Any]]:
         return Response(await openapi.document(), media_type="application/json")
 
+    metrics = (
+        MetricsServer(settings.metrics_host, settings.metrics_port)
+        if settings.metrics_port is not None
+        else None
+    )
+
     @asynccontextmanager
     async def upstream_sessions(_app: Litestar) -> AsyncIterator[None]:
         await pool.start()
         if layers is not None:
             layers.start()
+        if metrics is not None:
+            await metrics.start()
         try:
             yield
         finally:
+            if metrics is not None:
+                await metrics.close()
             if layers is not None:
                 await layers.close()
             await pool.close()
@@ -132,6 +179,7 @@ def create_app(
         route_handlers=[merged_openapi],
         readiness={name: ready_check(name) for name in pool.urls},
         lifespan=[upstream_sessions],
+        metrics_endpoint=False,
     )
     return GatewayApp(
         settings=settings,
@@ -141,4 +189,5 @@ def create_app(
         proxy=proxy,
         site=site,
         layers=layers,
+        metrics=metrics,
     )

@@ -30,7 +30,7 @@ from crm_gateway.settings import GatewaySettings
 from crm_gateway.upstreams import UpstreamPool
 from crm_lib.auth import JWKSVerifier, Principal, invalid_token
 from crm_lib.http import ProblemError
-from crm_lib.telemetry import get_logger
+from crm_lib.telemetry import describe_error, get_logger
 
 log = get_logger("crm.gateway.identity")
 
@@ -129,7 +129,7 @@ class IdentityClient:
             ) as resp:
                 return resp.status, await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("gateway.identity_unreachable", path=path, error=repr(exc))
+            log.warning("gateway.identity_unreachable", path=path, error=describe_error(exc))
             raise IdentityUnavailable("The identity service is unavailable.") from exc
 
 

@@ -1,13 +1,27 @@
-"""Prometheus metrics of proxied requests.
+"""Prometheus metrics of proxied requests, and the metrics listener.
 
-Registered once per process in the default registry, which the gateway's
-``/metrics`` endpoint (crm_lib's PrometheusController) exposes next to the
-Litestar metrics of the gateway's own endpoints.
+Registered once per process in the default registry. The gateway's port is public, so
+the registry (with the Litestar metrics of the gateway's own endpoints) is served by
+:class:`MetricsServer` on a separate port (``CRM_METRICS_PORT``, default 9464) and
+``/metrics`` on the public port answers 404.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.registry import CollectorRegistry
+
+from crm_lib.telemetry import describe_error, get_logger
+
+log = get_logger("crm.gateway.metrics")
 
 PROXY_REQUESTS = Counter(
     "crm_gateway_proxy_requests_total",
@@ -55,3 +69,55 @@ CIRCUIT_OPEN = Gauge(
     "1 while the circuit breaker of an upstream is open (or half-open)",
     ("service",),
 )
+
+
+class MetricsServer:
+    """``GET /metrics`` (Prometheus text format) on its own host and port.
+
+    Started and stopped by the gateway's lifespan on the gateway's event loop. If the port
+    cannot be bound the gateway keeps serving traffic (logged as
+    ``gateway.metrics_unavailable``): losing metrics must not take the API down.
+    """
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry = REGISTRY) -> None:
+        self.host = host
+        self.requested_port = port
+        self.registry = registry
+        self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str | None:
+        return f"http://{self.host}:{self.port}/metrics" if self.port is not None else None
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.requested_port, reuse_address=True)
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            log.error(
+                "gateway.metrics_unavailable",
+                host=self.host,
+                port=self.requested_port,
+                error=describe_error(exc),
+            )
+            return
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        log.info("gateway.metrics_listening", host=self.host, port=self.port)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self.port = None

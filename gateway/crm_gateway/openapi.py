@@ -21,7 +21,7 @@ import aiohttp
 from crm_gateway.routing import API_PREFIX
 from crm_gateway.settings import GatewaySettings
 from crm_gateway.upstreams import UpstreamPool
-from crm_lib.telemetry import get_logger
+from crm_lib.telemetry import describe_error, get_logger
 
 log = get_logger("crm.gateway.openapi")
 
@@ -148,7 +148,7 @@ class OpenAPIAggregator:
                 doc = await resp.json(content_type=None)
                 return doc if isinstance(doc, dict) else None
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.warning("gateway.openapi_fetch_failed", upstream=service, error=repr(exc))
+            log.warning("gateway.openapi_fetch_failed", upstream=service, error=describe_error(exc))
             return None
 
     async def document(self) -> dict[str, Any]:

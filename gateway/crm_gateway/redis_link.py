@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from crm_gateway.metrics import REDIS_AVAILABLE
 from crm_gateway.settings import GatewaySettings
-from crm_lib.telemetry import get_logger
+from crm_lib.telemetry import describe_error, get_logger
 
 log = get_logger("crm.gateway.redis")
 
@@ -66,14 +66,14 @@ class RedisLink:
     def failed(self, exc: BaseException) -> None:
         """Report a failed call; connectivity failures switch to fail-open mode."""
         if not isinstance(exc, _CONNECTIVITY):
-            log.warning("gateway.redis_error", error=repr(exc))
+            log.warning("gateway.redis_error", error=describe_error(exc))
             return
         if self.available:
             self.available = False
             REDIS_AVAILABLE.set(0)
             log.error(
                 "gateway.redis_unavailable",
-                error=repr(exc),
+                error=describe_error(exc),
                 mode="fail-open: local rate limits, no idempotency, no API-key cache",
             )
         if self._probe is None or self._probe.done():

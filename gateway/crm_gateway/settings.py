@@ -116,6 +116,14 @@ class GatewaySettings(PlatformSettings):
     circuit_failure_threshold: int = 5
     circuit_cooldown_seconds: float = 10.0
 
+    # -- metrics ----------------------------------------------------------------------------
+    # Prometheus metrics are served on their own listener, never on the public port
+    # (where /metrics answers 404). ``metrics_port`` None disables it, 0 picks a free port.
+    # In Kubernetes set CRM_METRICS_HOST=0.0.0.0 (the chart does) and scrape the pod's
+    # ``metrics`` port; keep that port out of the Ingress.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = 9464
+
     # -- CORS --------------------------------------------------------------------------------
     # Origins allowed to call the API from a browser ("*" = any; [] disables CORS).
     # Credentials (cookies) are never allowed: the API authenticates with bearer tokens.

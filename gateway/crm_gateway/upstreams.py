@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from crm_gateway.settings import GatewaySettings
-from crm_lib.telemetry import get_logger
+from crm_lib.telemetry import describe_error, get_logger
 
 log = get_logger("crm.gateway.upstreams")
 
@@ -86,7 +86,7 @@ class UpstreamPool:
             ) as resp:
                 return resp.status == 200
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("gateway.upstream_not_ready", upstream=name, error=repr(exc))
+            log.warning("gateway.upstream_not_ready", upstream=name, error=describe_error(exc))
             return False
 
     async def _probe_all(self) -> dict[str, bool]:

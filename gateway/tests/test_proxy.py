@@ -168,7 +168,7 @@ def gateway_settings(urls: dict[str, str], **overrides: Any) -> GatewaySettings:
         ready_cache_seconds=0.0,
         openapi_cache_seconds=0.0,
         openapi_partial_cache_seconds=0.0,
-        **overrides,
+        **{"metrics_port": 0, **overrides},
     )
 
 
@@ -586,12 +586,43 @@ async def test_health(client: httpx.AsyncClient, stack: Stack) -> None:
         await healthy.stop()
 
 
-async def test_metrics(client: httpx.AsyncClient) -> None:
+async def test_metrics_only_on_the_metrics_port(stack: Stack, client: httpx.AsyncClient) -> None:
     await client.get("/api/v1/contacts/m")
-    r = await client.get("/metrics")
+    # The public port does not serve metrics (nor route to a service's own /metrics).
+    for path in ["/metrics", "/metrics/", "/api/v1/metrics", "/api/v1/contacts/../../metrics"]:
+        public = await client.get(path)
+        assert public.status_code in (400, 404), (path, public.status_code)
+        assert public.headers["content-type"].startswith("application/problem+json")
+        assert "crm_gateway_proxy_requests_total" not in public.text
+    metrics = stack.app.metrics
+    assert metrics is not None and metrics.port not in (None, stack.gateway.port)
+    assert metrics.url is not None
+    async with httpx.AsyncClient() as c:
+        r = await c.get(metrics.url)
     assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
     assert "crm_gateway_proxy_requests_total" in r.text
     assert 'service="contacts"' in r.text
+    # The Litestar metrics of the gateway's own endpoints are there too.
+    assert "crm_requests_total" in r.text
+
+
+async def test_metrics_port_taken_or_disabled_keeps_the_gateway_serving(stack: Stack) -> None:
+    urls = {name: r.url for name, r in stack.upstreams.items()}
+    urls["marketing"] = stack.down_url
+    taken = stack.app.metrics.port if stack.app.metrics else None
+    assert taken
+    for port in (taken, None):
+        app = create_app(gateway_settings(urls, metrics_port=port), proxy_middleware=[])
+        running = await serve(app)
+        try:
+            async with httpx.AsyncClient(base_url=running.url) as c:
+                assert (await c.get("/health/live")).status_code == 200
+                assert (await c.get("/api/v1/contacts/x")).status_code == 200
+                assert (await c.get("/metrics")).status_code == 404
+            assert app.metrics is None or app.metrics.port is None
+        finally:
+            await running.stop()
 
 
 async def test_merged_openapi(client: httpx.AsyncClient) -> None:

@@ -20,7 +20,13 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy.exc import DBAPIError
 
-from crm_lib.telemetry import extract_context, get_logger, request_id_var, tracer
+from crm_lib.telemetry import (
+    describe_error,
+    extract_context,
+    get_logger,
+    request_id_var,
+    tracer,
+)
 
 log = get_logger("crm.http")
 
@@ -159,7 +165,9 @@ def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
 
 
 def _handle_internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.error("http.unhandled", path=request.url.path, error=repr(exc), exc_info=exc)
+    # Never repr(exc)/str(exc): the message of a decode, validation or database error quotes
+    # the request (a password) or bound parameters. Type and frames only (crm_lib.telemetry).
+    log.error("http.unhandled", path=request.url.path, error=describe_error(exc), exc_info=exc)
     return problem_response(
         HTTP_500_INTERNAL_SERVER_ERROR,
         "An unexpected error occurred. Quote the request id when contacting support.",
@@ -185,6 +193,21 @@ def _handle_database(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return _handle_internal(request, exc)
 
 
+def _handle_undecodable(request: Request[Any, Any, Any], _exc: Exception) -> Response[Any]:
+    """A body (or header/query value) that is not valid UTF-8: the client's error, a 400.
+
+    The decoder's exception quotes the offending bytes (a login password): never echoed,
+    never logged.
+    """
+    return problem_response(
+        400,
+        "The request body is not valid UTF-8 encoded JSON.",
+        title="Bad Request",
+        type_="https://errors.crm.example/malformed-body",
+        instance=request.url.path,
+    )
+
+
 def _handle_too_deep(request: Request[Any, Any, Any], _exc: Exception) -> Response[Any]:
     return problem_response(
         400, "The request body is nested too deeply.", instance=request.url.path
@@ -194,6 +217,7 @@ def _handle_too_deep(request: Request[Any, Any, Any], _exc: Exception) -> Respon
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     DBAPIError: _handle_database,
     RecursionError: _handle_too_deep,
+    UnicodeDecodeError: _handle_undecodable,
     ValidationException: _handle_validation,
     NotFoundException: _handle_http,
     HTTPException: _handle_http,
@@ -289,19 +313,26 @@ def create_app(
     version: str = "1.0.0",
     cors: bool = False,
     request_max_body_size: int = 10 * 1024 * 1024,
+    metrics_endpoint: bool = True,
 ) -> Litestar:
-    """The one way services build their Litestar app."""
+    """The one way services build their Litestar app.
+
+    ``metrics_endpoint=False`` records the Prometheus metrics without serving ``/metrics``
+    on this app (the gateway, whose port is public, serves them on a separate port).
+    """
     prometheus = PrometheusConfig(app_name=f"crm_{service}", prefix="crm", group_path=True)
 
     class Metrics(PrometheusController):
         path = "/metrics"
         include_in_schema = False
 
+    extra_handlers: list[Any] = [Metrics] if metrics_endpoint else []
+
     from litestar.datastructures import State
     from litestar.middleware import DefineMiddleware
 
     return Litestar(
-        route_handlers=[*route_handlers, *health_handlers(readiness), Metrics],
+        route_handlers=[*route_handlers, *health_handlers(readiness), *extra_handlers],
         middleware=[
             DefineMiddleware(RequestContextMiddleware, service=service),
             prometheus.middleware,
