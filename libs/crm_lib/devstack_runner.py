@@ -235,6 +235,8 @@ def run_devstack(data_dir: str, ready_timeout: float) -> int:
             f"  gateway      http://127.0.0.1:{SERVICE_PORTS['gateway']}  "
             f"(OpenAPI: /api/v1/openapi.json)"
         )
+        metrics_port = os.environ.get("CRM_METRICS_PORT", "9464")
+        _say(f"  gateway      http://127.0.0.1:{metrics_port}/metrics  (Prometheus, not public)")
         for name in SERVICE_NAMES:
             _say(
                 f"  {name:<12} http://127.0.0.1:{SERVICE_PORTS[name]}  "
