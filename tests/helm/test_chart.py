@@ -319,7 +319,16 @@ def test_web_deployment_and_service(default_docs, component) -> None:
     assert c["command"] + c["args"] == [
         "crm", "serve", component, "--host", "0.0.0.0", "--port", "8000",
     ]  # fmt: skip
-    assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    gateway = component == "gateway"
+    # The gateway's metrics are on their own port (its http port is public, /metrics 404s).
+    metrics_port = 9464 if gateway else 8000
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        *([{"name": "metrics", "containerPort": 9464, "protocol": "TCP"}] if gateway else []),
+    ]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    if gateway:
+        assert env["CRM_METRICS_PORT"] == "9464" and env["CRM_METRICS_HOST"] == "0.0.0.0"
     probes = {
         kind: (c[kind]["httpGet"]["path"], c[kind]["httpGet"]["port"])
         for kind in ("startupProbe", "livenessProbe", "readinessProbe")
@@ -333,14 +342,20 @@ def test_web_deployment_and_service(default_docs, component) -> None:
 
     pod_annotations = deploy["spec"]["template"]["metadata"]["annotations"]
     assert pod_annotations["prometheus.io/scrape"] == "true"
-    assert pod_annotations["prometheus.io/port"] == "8000"
+    assert pod_annotations["prometheus.io/port"] == str(metrics_port)
     assert pod_annotations["prometheus.io/path"] == "/metrics"
     assert len(pod_annotations["checksum/config"]) == 64
     assert len(pod_annotations["checksum/secrets"]) == 64
 
     svc = one(default_docs, "Service", name(component))
     assert svc["spec"]["ports"] == [
-        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        {
+            "name": "metrics",
+            "port": 9464,
+            "targetPort": "metrics" if gateway else "http",
+            "protocol": "TCP",
+        },
     ]
     selector = svc["spec"]["selector"]
     pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
@@ -690,7 +705,7 @@ def test_service_monitor(full_docs, default_docs) -> None:
     assert set(spec) <= {"jobLabel", "namespaceSelector", "selector", "endpoints"}
     assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     assert spec["endpoints"] == [
-        {"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+        {"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
     ]
     # selects exactly the web Services
     selector = spec["selector"]["matchLabels"]
@@ -700,7 +715,7 @@ def test_service_monitor(full_docs, default_docs) -> None:
     }  # fmt: skip
     assert selected == {name(c) for c in COMPONENTS}
     assert all(
-        "http" in {p["name"] for p in s["spec"]["ports"]}
+        {"http", "metrics"} <= {p["name"] for p in s["spec"]["ports"]}
         for s in by_kind(full_docs, "Service").values()
     )
 
