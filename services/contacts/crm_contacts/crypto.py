@@ -87,6 +87,6 @@ class TenantCipher:
         return plain.decode()
 
 
-def mask(value: str) -> str:
-    """What roles without access see: the last two characters at most."""
-    return "••••" + (value[-2:] if len(value) > 6 else "")
+#: What roles without access see of a sensitive value: that there is one, nothing of it
+#: (not its length, not its last characters).
+MASK = "••••"

@@ -358,6 +358,15 @@ class Member(TenantBase):
     updated_at: Mapped[datetime] = _now()
 
 
+class Team(TenantBase):
+    """Read model of identity's teams (a team rule must name one of them)."""
+
+    __tablename__ = "teams"
+
+    team_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    created_at: Mapped[datetime] = _now()
+
+
 class TeamMembership(TenantBase):
     """Read model of identity's team memberships."""
 

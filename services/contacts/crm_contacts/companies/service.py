@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 from crm_contacts.companies import schemas
 from crm_contacts.models import Company, Contact
 from crm_contacts.records.query import Column
+from crm_contacts.records.schemas import Duplicate
 from crm_contacts.records.service import EntityDef, RecordService
-from crm_lib.http import ProblemError
 
 COMPANY = EntityDef(
     name="company",
@@ -64,17 +64,18 @@ class CompanyService(RecordService):
     async def _domain_free(self, domain: str | None, exclude: uuid.UUID | None = None) -> None:
         if domain is None:
             return
-        stmt = select(Company.id).where(Company.domain == domain, Company.deleted_at.is_(None))
+        stmt = select(Company.id, Company.owner_id).where(
+            Company.domain == domain, Company.deleted_at.is_(None)
+        )
         if exclude is not None:
             stmt = stmt.where(Company.id != exclude)
-        existing = await self.session.scalar(stmt)
+        existing = (await self.session.execute(stmt.limit(1))).first()
         if existing is not None:
-            raise ProblemError(
-                409,
-                f"A company with the domain {domain} already exists: {existing}.",
-                title="Duplicate company",
-                type_="https://errors.crm.example/duplicate",
-                duplicates=[{"id": str(existing), "reason": "same domain"}],
+            from crm_contacts.contacts.service import duplicate_problem
+
+            visible = self.access.may_read(existing.owner_id)
+            raise duplicate_problem(
+                [Duplicate(existing.id, "same domain", visible)], forceable=False, entity="company"
             )
 
     async def create(

@@ -145,12 +145,23 @@ class ContactService(RecordService):
             return emails[0]["address"] if emails else None
         return super().key_value(key, data)
 
-    async def _company_name(self, company_id: uuid.UUID | None) -> str | None:
+    async def _company_name(
+        self, company_id: uuid.UUID | None, *, choosing: bool = True
+    ) -> str | None:
+        """The name of a live company; ``choosing`` (the caller names it for a contact):
+        only one the caller may see, else the same 422 as for no company at all."""
         if company_id is None:
             return None
-        name = await self.session.scalar(
-            select(Company.name).where(Company.id == company_id, Company.deleted_at.is_(None))
-        )
+        found = (
+            await self.session.execute(
+                select(Company.name, Company.owner_id).where(
+                    Company.id == company_id, Company.deleted_at.is_(None)
+                )
+            )
+        ).first()
+        name = None
+        if found is not None and (not choosing or self.access.may_read(found.owner_id)):
+            name = found.name
         if name is None:
             raise ProblemError(
                 422,
@@ -174,34 +185,48 @@ class ContactService(RecordService):
         live = [model.deleted_at.is_(None)]
         if exclude is not None:
             live.append(model.id != exclude)
-        found: dict[uuid.UUID, str] = {}
+        found: dict[uuid.UUID, Duplicate] = {}
+        may_read = self.access.may_read
+
+        def add(rows: Any, reason: str) -> None:
+            for row_id, owner_id in rows:
+                found.setdefault(row_id, Duplicate(row_id, reason, may_read(owner_id)))
+
         addresses = [e["address"] for e in emails]
         if addresses:
-            for row_id in await self.session.scalars(
-                select(model.id).where(model.email.in_(addresses), *live).limit(5)
-            ):
-                found.setdefault(row_id, "same email")
+            add(
+                await self.session.execute(
+                    select(model.id, model.owner_id)
+                    .where(model.email.in_(addresses), *live)
+                    .limit(5)
+                ),
+                "same email",
+            )
         numbers = [p["number"] for p in phones]
         if numbers:
-            for row_id in await self.session.scalars(
-                select(model.id).where(model.phone.in_(numbers), *live).limit(5)
-            ):
-                found.setdefault(row_id, "same phone")
+            add(
+                await self.session.execute(
+                    select(model.id, model.owner_id).where(model.phone.in_(numbers), *live).limit(5)
+                ),
+                "same phone",
+            )
         name = " ".join(p for p in (first, last) if p).lower()
         if name and company_id is not None:
             full = func.lower(func.concat_ws(" ", model.first_name, model.last_name))
-            similar = await self.session.scalars(
-                select(model.id)
-                .where(
-                    model.company_id == company_id,
-                    func.extensions.similarity(full, name) >= self.ctx.duplicate_similarity,
-                    *live,
-                )
-                .limit(5)
+            add(
+                await self.session.execute(
+                    select(model.id, model.owner_id)
+                    .where(
+                        model.company_id == company_id,
+                        func.extensions.similarity(full, name) >= self.ctx.duplicate_similarity,
+                        *live,
+                    )
+                    .limit(5)
+                ),
+                "similar name at the same company",
             )
-            for row_id in similar:
-                found.setdefault(row_id, "similar name at the same company")
-        return [Duplicate(i, r) for i, r in found.items()]
+        # The ones the caller sees first: the answer names those (others stay anonymous).
+        return sorted(found.values(), key=lambda d: not d.visible)
 
     async def create(
         self, data: schemas.ContactCreate, *, allow_duplicate: bool = False, reason: str = "create"
@@ -271,14 +296,17 @@ class ContactService(RecordService):
     ) -> None:
         if external_id is None:
             return
-        stmt = select(Contact.id).where(
+        stmt = select(Contact.id, Contact.owner_id).where(
             Contact.external_id == external_id, Contact.deleted_at.is_(None)
         )
         if exclude is not None:
             stmt = stmt.where(Contact.id != exclude)
-        existing = await self.session.scalar(stmt)
+        existing = (await self.session.execute(stmt.limit(1))).first()
         if existing is not None:
-            raise duplicate_problem([Duplicate(existing, "same external_id")], forceable=False)
+            visible = self.access.may_read(existing.owner_id)
+            raise duplicate_problem(
+                [Duplicate(existing.id, "same external_id", visible)], forceable=False
+            )
 
     async def set_primary_link(self, contact_id: uuid.UUID, company_id: uuid.UUID | None) -> None:
         await self.session.execute(
@@ -330,7 +358,10 @@ class ContactService(RecordService):
             "phones": values.get("phones", row.phones),
             "external_id": values.get("external_id", row.external_id),
         }
-        values["search_text"] = search_text(merged, await self._company_name(company_id))
+        choosing = "company_id" in given and company_id != row.company_id
+        values["search_text"] = search_text(
+            merged, await self._company_name(company_id, choosing=choosing)
+        )
         updated, changes = await self.apply_update(row, values)
         if "company_id" in changes:
             await self.set_primary_link(record_id, company_id)
@@ -339,10 +370,14 @@ class ContactService(RecordService):
     # ------------------------------------------------------------------ company links
     async def links(self, record_id: uuid.UUID) -> list[dict[str, Any]]:
         await self.visible(record_id)
+        # Only companies the caller sees (an admin may link a rep's contact to a company
+        # the rep cannot see: the rep does not learn its name from here).
+        owners = self.access.readable_owners
+        visible = [] if owners is None else [Company.owner_id.in_(sorted(owners))]
         rows = await self.session.execute(
             select(ContactCompany, Company.name)
             .join(Company, Company.id == ContactCompany.company_id)
-            .where(ContactCompany.contact_id == record_id, Company.deleted_at.is_(None))
+            .where(ContactCompany.contact_id == record_id, Company.deleted_at.is_(None), *visible)
             .order_by(ContactCompany.is_primary.desc(), Company.name)
         )
         return [
@@ -386,14 +421,24 @@ class ContactService(RecordService):
             raise ProblemError(404, "The contact is not linked to this company.")
 
 
-def duplicate_problem(dupes: list[Duplicate], forceable: bool = True) -> ProblemError:
+def duplicate_problem(
+    dupes: list[Duplicate], forceable: bool = True, entity: str = "contact"
+) -> ProblemError:
+    """409 naming the duplicates the caller sees; one they cannot see is only said to
+    exist ("a duplicate exists that you cannot see"), with ``id`` null."""
     first = dupes[0]
     hint = " Send ?allow_duplicate=true to create it anyway." if forceable else ""
+    what = first.reason.removeprefix("same ")
+    if first.visible:
+        detail = f"A {entity} with the {what} already exists: {first.id}.{hint}"
+    elif first.reason.startswith("same "):
+        detail = f"A {entity} with the {what} exists that you cannot see.{hint}"
+    else:
+        detail = f"A duplicate ({first.reason}) exists that you cannot see.{hint}"
     return ProblemError(
         409,
-        f"A contact with the {first.reason.removeprefix('same ')} already exists: "
-        f"{first.id}.{hint}",
-        title="Duplicate contact",
+        detail,
+        title=f"Duplicate {entity}",
         type_="https://errors.crm.example/duplicate",
-        duplicates=[{"id": str(d.id), "reason": d.reason} for d in dupes],
+        duplicates=[d.public() for d in dupes],
     )

@@ -75,8 +75,10 @@ class ExportService:
         # (a rep exports only what they see); read-only roles cannot.
         self.access.require_write()
         query = normalise_query(data.query)
-        parse_list_query(query_params(query))  # 422 on a bad filter, like the list
         svc = service_for(data.entity, self.session, self.ctx)
+        # Filters, sort and fields compiled now, as the list would (422 with ``errors``),
+        # not first by the worker (which would fail the job after every retry).
+        await svc.check_query(parse_list_query(query_params(query)))
         fields = svc.check_fields(data.fields) or []
         job_id = uuid.uuid4()
         job = (

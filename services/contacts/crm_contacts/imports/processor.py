@@ -34,7 +34,7 @@ from crm_contacts.fields.values import FieldErrors, FieldSpec, validate_values
 from crm_contacts.imports.csvfile import TOO_LARGE
 from crm_contacts.models import Company, Contact, Member
 from crm_contacts.records.repository import ADD_WORDS_SQL, dictionary_words, word_runs
-from crm_contacts.records.service import REDACTED, jsonable
+from crm_contacts.records.service import REDACTED, jsonable, unreadable_fields
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
 
@@ -225,6 +225,10 @@ class _Extra:
         self.custom: dict[str, Any] = {}
 
 
+#: Taken keys (email, phone, external id) -> the contact holding it (None: one the
+#: importer cannot see, which a row error must not name).
+Taken = dict[str, uuid.UUID | None]
+
 #: A compiled mapping target: (cell value, payload, extra) -> an error message or None.
 Handler = Callable[[str, dict[str, Any], _Extra], str | None]
 
@@ -295,6 +299,11 @@ async def announce_batch(
                 actor=actor,
             )
             batch, size = [], 0
+
+
+def _naming(record_id: uuid.UUID | None) -> str:
+    """How a row error names an existing contact: by id if the importer sees it."""
+    return f": {record_id}" if record_id is not None else " (one you cannot see)"
 
 
 def _bool(raw: str) -> bool:
@@ -671,6 +680,14 @@ class ContactImporter:
     def _custom(
         self, row: Candidate, specs: Mapping[str, FieldSpec], creating: bool
     ) -> dict[str, Any] | RowError:
+        refused = unreadable_fields(self.access, specs, row.custom)
+        if refused:
+            # Checked when the run starts too; this catches a definition changed since.
+            return RowError(
+                row.row_no,
+                self.column_of.get(f"cf.{refused[0]}"),
+                "a sensitive field your role cannot read cannot be imported by it either",
+            )
         try:
             return validate_values(specs, row.custom, creating=creating)
         except FieldErrors as exc:
@@ -699,10 +716,11 @@ class ContactImporter:
 
     async def _taken(
         self, emails: set[str], phones: set[str], externals: set[str]
-    ) -> tuple[dict[str, uuid.UUID], dict[str, uuid.UUID], dict[str, uuid.UUID]]:
+    ) -> tuple[Taken, Taken, Taken]:
         """Live contacts already holding any of these primary emails, phones or external
-        ids: one query per chunk (arrays, not thousands of bind parameters)."""
-        found: tuple[dict[str, uuid.UUID], dict[str, uuid.UUID], dict[str, uuid.UUID]] = (
+        ids: one query per chunk (arrays, not thousands of bind parameters). The id is
+        None for a contact the importer cannot see."""
+        found: tuple[Taken, Taken, Taken] = (
             {},
             {},
             {},
@@ -711,14 +729,17 @@ class ContactImporter:
             return found
         rows = await self.session.execute(
             text(
-                "SELECT email, phone, external_id, id FROM contacts WHERE deleted_at IS NULL"
+                "SELECT email, phone, external_id, id, owner_id FROM contacts"
+                " WHERE deleted_at IS NULL"
                 " AND (email = ANY(CAST(:emails AS text[])) OR phone = ANY(CAST(:phones AS text[]))"
                 " OR external_id = ANY(CAST(:externals AS text[])))"
             ),
             {"emails": list(emails), "phones": list(phones), "externals": list(externals)},
         )
         by_email, by_phone, by_external = found
-        for email, phone, external_id, record_id in rows.all():
+        for email, phone, external_id, found_id, owner_id in rows.all():
+            # A record the importer cannot see is reported without its id.
+            record_id = found_id if self.access.may_read(owner_id) else None
             if email in emails:
                 by_email.setdefault(email, record_id)
             if phone in phones:
@@ -733,10 +754,15 @@ class ContactImporter:
             return {}
         rows = await self.session.execute(
             select(Company.id, Company.name).where(
-                Company.id.in_(list(ids)), Company.deleted_at.is_(None)
+                Company.id.in_(list(ids)), Company.deleted_at.is_(None), *self._visible_companies()
             )
         )
         return {company_id: name for company_id, name in rows.all()}
+
+    def _visible_companies(self) -> list[Any]:
+        """A contact is linked only to a company the importer sees (as in the API)."""
+        owners = self.access.readable_owners
+        return [] if owners is None else [Company.owner_id.in_(sorted(owners))]
 
     async def _companies(self, names: set[str], dry_run: bool) -> dict[str, uuid.UUID | None]:
         if not names:
@@ -744,7 +770,9 @@ class ContactImporter:
         lowered = {n.lower(): n for n in names}
         rows = await self.session.execute(
             select(func.lower(Company.name), Company.id).where(
-                func.lower(Company.name).in_(list(lowered)), Company.deleted_at.is_(None)
+                func.lower(Company.name).in_(list(lowered)),
+                Company.deleted_at.is_(None),
+                *self._visible_companies(),
             )
         )
         found: dict[str, uuid.UUID | None] = {}
@@ -864,8 +892,9 @@ class ContactImporter:
                 found = existing.get(value, [])
                 refusal: str | None = None
                 if len(found) > 1:
-                    refusal = f"{len(found)} contacts have this {key}: " + ", ".join(
-                        str(f.id) for f in found[:3]
+                    seen = [str(f.id) for f in found if self.access.may_read(f.owner_id)]
+                    refusal = f"{len(found)} contacts have this {key}" + (
+                        ": " + ", ".join(seen[:3]) if seen else ""
                     )
                 elif found and found[0].id in repeated:
                     refusal = f"repeats the {key} of an earlier row of this file"
@@ -907,12 +936,13 @@ class ContactImporter:
             for name, tag_id in zip(ordered, await self.svc.tags.resolve(ordered), strict=True):
                 tag_ids[name.strip().lower()] = tag_id
 
-        by_id = (
-            await self._company_names(
-                {r.data.company_id for r in creates if r.company_name is None and r.data.company_id}
-            )
-            if dry is None
-            else {}
+        # Companies named by id (creates and updates): live ones the importer sees.
+        by_id = await self._company_names(
+            {
+                r.data.company_id
+                for r in creates + updates
+                if r.company_name is None and r.data.company_id
+            }
         )
         new_rows: list[tuple[Any, ...]] = []
         sources: list[Candidate] = []
@@ -926,7 +956,9 @@ class ContactImporter:
         changed: list[tuple[Contact, dict[str, Any], dict[str, Any]]] = []
         for row in updates:
             record = matches[row.row_no]
-            values = await self._update_values(row, record, specs, companies, owners, tag_ids, dry)
+            values = await self._update_values(
+                row, record, specs, companies, by_id, owners, tag_ids, dry
+            )
             if isinstance(values, RowError):
                 result.errors.append(values)
             elif values:
@@ -982,7 +1014,7 @@ class ContactImporter:
                     problem = RowError(
                         row.row_no,
                         self.column_of.get("external_id"),
-                        f"a contact with this external_id already exists: {externals[ext]}",
+                        "a contact with this external_id already exists" + _naming(externals[ext]),
                         ext,
                     )
                 elif earlier:
@@ -1038,11 +1070,12 @@ class ContactImporter:
             probes.append((row.row_no, company[0], name))
         if not probes:
             return rows
-        found: dict[int, uuid.UUID] = dict(
-            (
+        found: dict[int, uuid.UUID | None] = {
+            row_no: (record_id if self.access.may_read(owner_id) else None)
+            for row_no, record_id, owner_id in (
                 await self.session.execute(
                     text(
-                        "SELECT DISTINCT ON (u.row_no) u.row_no, c.id"
+                        "SELECT DISTINCT ON (u.row_no) u.row_no, c.id, c.owner_id"
                         " FROM unnest(CAST(:row_nos AS int[]), CAST(:company_ids AS uuid[]),"
                         " CAST(:names AS text[])) AS u(row_no, company_id, name)"
                         " JOIN contacts AS c ON c.company_id = u.company_id"
@@ -1059,14 +1092,13 @@ class ContactImporter:
                     },
                 )
             ).all()
-        )
+        }
         if not found:
             return rows
         column = self.column_of.get("last_name") or self.column_of.get("first_name")
         kept = []
         for row in rows:
-            existing = found.get(row.row_no)
-            if existing is None:
+            if row.row_no not in found:
                 kept.append(row)
                 continue
             name = " ".join(p for p in (row.data.first_name, row.data.last_name) if p)
@@ -1074,8 +1106,8 @@ class ContactImporter:
                 RowError(
                     row.row_no,
                     column,
-                    "a contact with a similar name at the same company already exists: "
-                    f"{existing} (set allow_duplicates to import it anyway)",
+                    "a contact with a similar name at the same company already exists"
+                    f"{_naming(found[row.row_no])} (set allow_duplicates to import it anyway)",
                     name[:200],
                 )
             )
@@ -1086,7 +1118,7 @@ class ContactImporter:
         row: Candidate,
         kind: str,
         value: str,
-        known: Mapping[str, uuid.UUID],
+        known: Mapping[str, uuid.UUID | None],
         seen: Mapping[str, int],
         remembered: Mapping[str, int] | None,
     ) -> RowError | None:
@@ -1095,7 +1127,7 @@ class ContactImporter:
             return RowError(
                 row.row_no,
                 self.column_of.get(kind),
-                f"a contact with this {kind} already exists: {known[value]} "
+                f"a contact with this {kind} already exists{_naming(known[value])} "
                 "(set allow_duplicates to import it anyway)",
                 value,
             )
@@ -1182,7 +1214,7 @@ class ContactImporter:
             return company
         company_id, company_name = company
         search = row.search
-        if company_id is not None and company_name is None and dry is None:
+        if company_id is not None and company_name is None:
             company_name = company_names.get(company_id)
             if company_name is None:
                 return RowError(
@@ -1230,6 +1262,7 @@ class ContactImporter:
         record: Contact,
         specs: Mapping[str, FieldSpec],
         companies: Mapping[str, uuid.UUID | None],
+        company_names: Mapping[uuid.UUID, str],
         owners: set[uuid.UUID],
         tag_ids: Mapping[str, uuid.UUID],
         dry: DryState | None,
@@ -1283,6 +1316,15 @@ class ContactImporter:
             company = self._company(row, companies, dry)
             if isinstance(company, RowError):
                 return company
+            if (
+                row.company_name is None
+                and company[0] is not None
+                and company[0] != record.company_id
+                and company[0] not in company_names
+            ):
+                return RowError(
+                    row.row_no, self.column_of.get("company_id"), "no such company", None
+                )
             if company[0] != record.company_id:
                 new["company_id"] = company[0]
         if row.custom:

@@ -19,7 +19,8 @@ from crm_contacts.imports.processor import MATCH_KEYS, STANDARD_TARGETS
 from crm_contacts.imports.repository import ImportRepository
 from crm_contacts.imports.schemas import ImportRun
 from crm_contacts.models import ImportJob
-from crm_lib.auth import Principal
+from crm_contacts.records.service import unreadable_fields
+from crm_lib.auth import FORBIDDEN_TYPE, Principal
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
 
@@ -95,11 +96,18 @@ class ImportService:
         self.access = access
         self.repo = ImportRepository(session)
 
-    async def _custom_lookup(self) -> dict[str, str]:
+    async def _unreadable(self) -> set[str]:
+        """Sensitive fields the caller cannot read, so may not import into (issue 10: an
+        update dry run comparing cells with stored values would be an oracle)."""
+        specs = await FieldService(self.session, self.access).specs("contact")
+        return set(unreadable_fields(self.access, specs, specs))
+
+    async def _custom_lookup(self, *, writable_only: bool = True) -> dict[str, str]:
         specs = await FieldService(self.session, self.access).list("contact")
+        unreadable = await self._unreadable() if writable_only else set()
         out: dict[str, str] = {}
         for spec in specs:
-            if spec.archived:
+            if spec.archived or spec.key in unreadable:
                 continue
             out[spec.key] = spec.key
             out[csvfile.normalise_label(spec.key)] = spec.key
@@ -164,7 +172,24 @@ class ImportService:
         if run.mapping is None:
             return csvfile.suggest_mapping(job.columns, await self._custom_lookup())
         errors = []
-        custom = {v for v in (await self._custom_lookup()).values()}
+        custom = {v for v in (await self._custom_lookup(writable_only=False)).values()}
+        unreadable = await self._unreadable()
+        refused = [
+            {
+                "field": f"mapping.{column}"[:200],
+                "message": f"{target}: a sensitive field your role cannot read cannot be "
+                "imported by it either",
+            }
+            for column, target in run.mapping.items()
+            if target and target.startswith("cf.") and target[3:] in unreadable
+        ]
+        if refused:
+            raise ProblemError(
+                403,
+                "Your role cannot write the sensitive field(s) this mapping names.",
+                type_=FORBIDDEN_TYPE,
+                errors=refused,
+            )
         used: dict[str, str] = {}
         for column, target in run.mapping.items():
             if column not in job.columns:

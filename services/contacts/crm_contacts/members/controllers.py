@@ -48,6 +48,16 @@ class TeamRuleController(Controller):
             access = await access_for(session, principal)
             access.require(ADMINS, "contacts:admin", "change team rules")
             repo = MemberRepository(session)
+            if not await repo.team_exists(team_id):
+                # No dangling rules: the team must be one of this tenant's (as identity's
+                # team events told this service; a team created a moment ago may take
+                # a second to arrive).
+                raise ProblemError(
+                    422,
+                    "team_id names no team of this tenant.",
+                    title="Validation failed",
+                    errors=[{"field": "team_id", "message": "no such team in this tenant"}],
+                )
             rule = await repo.set_rule(team_id, data.access)
             await emit(
                 session,

@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_contacts.models import Member, TeamMembership, TeamRule
+from crm_contacts.models import Member, Team, TeamMembership, TeamRule
 
 
 class MemberRepository:
@@ -46,7 +46,16 @@ class MemberRepository:
         )
         return set(rows.scalars())
 
+    async def add_team(self, team_id: uuid.UUID) -> None:
+        await self.session.execute(insert(Team).values(team_id=team_id).on_conflict_do_nothing())
+
+    async def team_exists(self, team_id: uuid.UUID) -> bool:
+        return (
+            await self.session.scalar(select(Team.team_id).where(Team.team_id == team_id))
+        ) is not None
+
     async def join(self, team_id: uuid.UUID, user_ids: list[uuid.UUID]) -> None:
+        await self.add_team(team_id)
         if user_ids:
             await self.session.execute(
                 insert(TeamMembership)
@@ -64,6 +73,7 @@ class MemberRepository:
     async def drop_team(self, team_id: uuid.UUID) -> None:
         await self.session.execute(delete(TeamMembership).where(TeamMembership.team_id == team_id))
         await self.session.execute(delete(TeamRule).where(TeamRule.team_id == team_id))
+        await self.session.execute(delete(Team).where(Team.team_id == team_id))
 
     async def rules(self) -> list[TeamRule]:
         return list(

@@ -17,6 +17,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from crm_contacts.records.service import RecordService
 from crm_lib.http import ProblemError, problem_body
+from crm_lib.telemetry import get_logger
+
+log = get_logger("crm.contacts.batch")
 
 MAX_BATCH = 100
 Items = Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
@@ -86,6 +89,44 @@ def _validation_problem(exc: msgspec.ValidationError) -> dict[str, Any]:
     )
 
 
+def database_problem(exc: DBAPIError, entity: str, index: int) -> dict[str, Any]:
+    """A clear problem for an item the database refused; never the database's own text
+    (it quotes the values: emails, names). The SQLSTATE and constraint are logged."""
+    orig = exc.orig
+    sqlstate = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+    cause = getattr(orig, "__cause__", None)
+    log.warning(
+        "batch.item_refused_by_database",
+        entity=entity,
+        index=index,
+        error=type(cause or orig).__name__,
+        sqlstate=sqlstate or None,
+        constraint=getattr(cause, "constraint_name", None),
+    )
+    if isinstance(exc, IntegrityError) or sqlstate.startswith("23"):
+        # A unique key taken concurrently by another request, or a reference gone.
+        return problem_body(
+            409,
+            "The record conflicts with one written meanwhile; read it again and retry.",
+            title="Conflict",
+            type_="https://errors.crm.example/conflict",
+        )
+    if sqlstate.startswith(("40", "55P03", "57014")):
+        return problem_body(
+            503,
+            "The database was busy with a conflicting change; retry this item.",
+            title="Service Unavailable",
+            type_="https://errors.crm.example/retry",
+        )
+    return problem_body(
+        422,
+        "The database refused a value of this item (out of range or malformed).",
+        title="Validation failed",
+        type_="https://errors.crm.example/validation",
+        errors=[{"field": "body", "message": "a value was refused by the database"}],
+    )
+
+
 class BatchRunner:
     """Runs batch items of one entity through its record service."""
 
@@ -116,14 +157,9 @@ class BatchRunner:
                     BatchItemResult(index, 422, "failed", problem=_validation_problem(exc))
                 )
                 continue
-            except IntegrityError:
-                # A unique key taken concurrently by another request.
-                problem = problem_body(409, "The record conflicts with one written meanwhile.")
-                results.append(BatchItemResult(index, 409, "failed", problem=problem))
-                continue
             except DBAPIError as exc:
-                problem = problem_body(422, f"The database refused the values: {exc.orig}.")
-                results.append(BatchItemResult(index, 422, "failed", problem=problem))
+                problem = database_problem(exc, self.svc.entity.name, index)
+                results.append(BatchItemResult(index, problem["status"], "failed", problem=problem))
                 continue
             rows[index] = row
             status = 201 if action == "created" else 200
@@ -178,6 +214,15 @@ class BatchRunner:
             existing = await svc.find_by_key(body.key, data)
             if existing is None:
                 return "created", await svc.create(data, allow_duplicate=body.allow_duplicates)
+            if not svc.access.may_read(existing.owner_id):
+                # Neither updated nor named: the caller only learns that the key is taken.
+                raise ProblemError(
+                    409,
+                    f"A {svc.entity.name} with this {body.key} exists that you cannot see.",
+                    title="Conflict",
+                    type_="https://errors.crm.example/duplicate",
+                    duplicates=[{"id": None, "reason": f"same {body.key}"}],
+                )
             if not svc.access.may_write(existing.owner_id):
                 raise ProblemError(
                     409,

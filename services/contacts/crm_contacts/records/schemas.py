@@ -71,3 +71,8 @@ class TagRef(msgspec.Struct):
 class Duplicate(msgspec.Struct):
     id: uuid.UUID
     reason: str
+    #: False for a record the caller cannot see: answers name neither its id nor its name.
+    visible: bool = True
+
+    def public(self) -> dict[str, str | None]:
+        return {"id": str(self.id) if self.visible else None, "reason": self.reason}

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.schema import Column as TableColumn
 
 from crm_contacts.access import Access, forbidden
-from crm_contacts.crypto import TenantCipher, mask
+from crm_contacts.crypto import MASK, TenantCipher
 from crm_contacts.fields.service import FieldService
 from crm_contacts.fields.values import FieldErrors, FieldSpec, validate_values
 from crm_contacts.records.query import (
@@ -45,6 +45,7 @@ from crm_contacts.records.query import (
 from crm_contacts.records.repository import RecordRepository, SearchWordRepository, word_runs
 from crm_contacts.tags.repository import TagRepository
 from crm_contacts.tags.service import TagService
+from crm_lib.auth import FORBIDDEN_TYPE
 from crm_lib.events import emit
 from crm_lib.http import ProblemError, require_version
 from crm_lib.pagination import Page, decode_cursor
@@ -96,6 +97,34 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}
     return value
+
+
+def unreadable_fields(
+    access: Access, specs: Mapping[str, FieldSpec], keys: Iterable[str]
+) -> list[str]:
+    """The sensitive fields among ``keys`` the caller may not read (so may not write)."""
+    out = []
+    for key in keys:
+        spec = specs.get(key)
+        if (
+            spec is not None
+            and spec.sensitive
+            and not access.may_read_sensitive(list(spec.readable_by))
+        ):
+            out.append(key)
+    return out
+
+
+def sensitive_write_refused(keys: list[str], prefix: str = "custom_fields.") -> ProblemError:
+    """A write to a sensitive field the caller cannot read: refused whatever the value,
+    so the answer never depends on what is stored (no equality or presence oracle)."""
+    message = "a sensitive field your role cannot read cannot be written by it either"
+    return ProblemError(
+        403,
+        "Your role cannot write the sensitive field(s) " + ", ".join(keys[:10]) + ".",
+        type_=FORBIDDEN_TYPE,
+        errors=[{"field": f"{prefix}{k}"[:200], "message": message} for k in keys[:50]],
+    )
 
 
 def field_problem(errors: list[dict[str, str]]) -> ProblemError:
@@ -167,8 +196,12 @@ class RecordService:
                 readable = spec is not None and self.access.may_read_sensitive(
                     list(spec.readable_by)
                 )
-                plain = msgspec.json.decode(await self.cipher.decrypt(row.id, key, token))
-                custom[key] = plain if readable else mask(str(plain))
+                # Unreadable: not even decrypted; the mask tells only that a value exists.
+                custom[key] = (
+                    msgspec.json.decode(await self.cipher.decrypt(row.id, key, token))
+                    if readable
+                    else MASK
+                )
             item["custom_fields"] = custom
             if fields:
                 item = {k: v for k, v in item.items() if k in fields or k in ("id", "version")}
@@ -438,8 +471,16 @@ class RecordService:
         current: Mapping[str, Any] | None = None,
         current_sensitive: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(custom_fields, sensitive_fields) after validating and applying ``values``."""
+        """(custom_fields, sensitive_fields) after validating and applying ``values``.
+
+        A sensitive field the caller cannot read is refused (403) before anything is
+        looked at. For one they can read, writing the value already stored keeps its
+        ciphertext, so a write that changes nothing keeps the record's version.
+        """
         specs = await self.specs()
+        refused = unreadable_fields(self.access, specs, values)
+        if refused:
+            raise sensitive_write_refused(refused)
         try:
             clean = validate_values(specs, values, creating=creating)
         except FieldErrors as exc:
@@ -451,9 +492,10 @@ class RecordService:
             if value is None:
                 target.pop(key, None)
             elif specs[key].sensitive:
-                sensitive[key] = await self.cipher.encrypt(
-                    record_id, key, msgspec.json.encode(value).decode()
-                )
+                plain = msgspec.json.encode(value).decode()
+                token = sensitive.get(key)
+                if token is None or await self.cipher.decrypt(record_id, key, token) != plain:
+                    sensitive[key] = await self.cipher.encrypt(record_id, key, plain)
             else:
                 custom[key] = value
         return custom, sensitive

@@ -88,14 +88,19 @@ class TagRepository:
         await self.session.execute(delete(Tag).where(Tag.id == source))
         return touched
 
-    async def usage(self, tag_id: uuid.UUID) -> dict[str, int]:
+    async def usage(
+        self, tag_id: uuid.UUID, owners: frozenset[uuid.UUID] | None = None
+    ) -> dict[str, int]:
+        """Records carrying the tag; ``owners`` (not None): only records they own (what
+        the caller may see, ``Access.readable_owners``)."""
         out = {}
         for model, name in ((Contact, "contacts"), (Company, "companies")):
+            visible = [] if owners is None else [model.owner_id.in_(sorted(owners))]
             out[name] = int(
                 await self.session.scalar(
                     select(func.count())
                     .select_from(model)
-                    .where(model.tag_ids.contains([tag_id]), model.deleted_at.is_(None))
+                    .where(model.tag_ids.contains([tag_id]), model.deleted_at.is_(None), *visible)
                 )
                 or 0
             )

@@ -58,7 +58,9 @@ class TagService:
 
     async def get(self, tag_id: uuid.UUID) -> schemas.TagUsage:
         row = await self._get(tag_id)
-        usage = await self.repo.usage(tag_id)
+        # Counted through the visibility rule: a rep learns nothing of records they
+        # cannot see.
+        usage = await self.repo.usage(tag_id, self.access.readable_owners)
         return schemas.TagUsage(view(row), usage["contacts"], usage["companies"])
 
     async def create(self, data: schemas.TagCreate) -> schemas.Tag:
