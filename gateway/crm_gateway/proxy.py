@@ -1,7 +1,8 @@
 """The reverse proxy: a pure ASGI app that streams requests to the owning service.
 
 Per request: resolve the route, rebuild the header set (drop hop-by-hop and every
-identity/forwarding header the client sent, add our own ``X-Forwarded-*``,
+identity/forwarding header the client sent, add our own ``X-Forwarded-*`` (with
+``X-Forwarded-Proof``, see ``crm_lib.client_ip``),
 ``X-Request-ID`` and W3C trace context), stream the body up through the upstream's
 pooled aiohttp session and stream the answer back. Failures answer with RFC 9457
 problem documents: 404 unknown route, 413 body too large, 502 upstream unreachable,
@@ -36,6 +37,7 @@ from crm_gateway.metrics import PROXY_DURATION, PROXY_ERRORS, PROXY_REQUESTS
 from crm_gateway.routing import Route, RouteTable
 from crm_gateway.settings import GatewaySettings
 from crm_gateway.upstreams import UpstreamPool
+from crm_lib.client_ip import FORWARDED_PROOF, forwarded_proof
 from crm_lib.http import PROBLEM_JSON, problem_response
 from crm_lib.telemetry import get_logger, inject_headers, request_id_var
 
@@ -229,6 +231,11 @@ class ProxyApp:
         client = scope.get("client")
         if client:
             out.append(("x-forwarded-for", client[0]))
+            # Proves to services that this X-Forwarded-For comes from the gateway
+            # (crm_lib.client_ip); a client's own X-Forwarded-* were dropped above.
+            proof = forwarded_proof(self.settings.internal_token, client[0])
+            if proof is not None:
+                out.append((FORWARDED_PROOF, proof))
         out.append(("x-forwarded-proto", scope.get("scheme", "http")))
         if host:
             out.append(("x-forwarded-host", host.decode("latin-1")))

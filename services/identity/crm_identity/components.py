@@ -10,6 +10,7 @@ from crm_identity.billing.gateway import BillingProvider, build_provider
 from crm_identity.keys.service import KeyStore
 from crm_identity.security import PasswordHashing
 from crm_identity.sessions.service import LoginLimiter, SessionService
+from crm_identity.sessions.throttle import LoginThrottle
 from crm_identity.settings import IdentitySettings
 from crm_lib.auth import JWKSVerifier
 from crm_lib.service import ServiceRuntime
@@ -33,7 +34,14 @@ def identity_of(runtime: ServiceRuntime) -> Identity:
         settings = cast(IdentitySettings, runtime.settings)
         keys = KeyStore(runtime.db, settings)
         hashing = PasswordHashing(settings.argon2_time_cost, settings.argon2_memory_kib)
-        sessions = SessionService(runtime.db, keys, settings, hashing, LoginLimiter(settings))
+        sessions = SessionService(
+            runtime.db,
+            keys,
+            settings,
+            hashing,
+            LoginLimiter(settings),
+            LoginThrottle(settings, runtime.redis),
+        )
         verifier = JWKSVerifier(settings, jwks_provider=keys.jwks, cache_seconds=5.0)
         plans.configure(settings)
         found = Identity(

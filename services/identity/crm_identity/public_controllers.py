@@ -39,8 +39,9 @@ from crm_identity.users import schemas as user_schemas
 from crm_identity.users.repository import UserRepository
 from crm_identity.users.service import SeatPolicy, UserService
 from crm_lib.auth import Principal
+from crm_lib.client_ip import client_address
 from crm_lib.events import emit
-from crm_lib.http import ProblemError, client_ip, if_match_version
+from crm_lib.http import ProblemError, if_match_version
 from crm_lib.pagination import Page, clamp_limit, decode_cursor, encode_cursor
 from crm_lib.service import ServiceRuntime
 from crm_lib.telemetry import get_logger
@@ -58,15 +59,36 @@ class SignupController(Controller):
     path = f"{API}/signup"
     tags = ["sign-up"]
 
-    @post("/", status_code=201, summary="Create a company account (tenant) and its owner")
+    @post(
+        "/",
+        status_code=201,
+        summary="Create a company account (tenant) and its owner",
+        description=(
+            "Never refuses an email or slug that is taken: an email with an account elsewhere "
+            "gets a new tenant too (the address is told by email), a taken slug gets a -2, -3… "
+            "suffix. Too many taken slugs from one client address in an hour: 429."
+        ),
+    )
     async def signup(
-        self, data: signup_schemas.SignupRequest, runtime: ServiceRuntime
+        self,
+        data: signup_schemas.SignupRequest,
+        request: Request[Any, Any, Any],
+        runtime: ServiceRuntime,
     ) -> Response[signup_schemas.SignupResponse]:
         ident = identity_of(runtime)
+        address = client_address(
+            request.headers,
+            request.client.host if request.client else None,
+            ident.settings.internal_token,
+        )
         result = await SignupService(
-            runtime.db, ident.settings, ident.hashing, ident.sessions
-        ).signup(data)
-        return Response(result, status_code=201, headers={"Location": result.status_url})
+            runtime.db, ident.settings, ident.hashing, ident.sessions, runtime.redis
+        ).signup(data, address)
+        return Response(
+            result,
+            status_code=201,
+            headers={"Location": result.status_url, "Cache-Control": "no-store"},
+        )
 
 
 class AuthController(Controller):
@@ -80,8 +102,13 @@ class AuthController(Controller):
         request: Request[Any, Any, Any],
         runtime: ServiceRuntime,
     ) -> session_schemas.TokenPair:
-        ip = client_ip(request.headers, request.client.host if request.client else None)
-        return await identity_of(runtime).sessions.login(data, ip)
+        ident = identity_of(runtime)
+        ip = client_address(
+            request.headers,
+            request.client.host if request.client else None,
+            ident.settings.internal_token,
+        )
+        return await ident.sessions.login(data, ip)
 
     @post("/refresh", status_code=200, summary="Rotate a refresh token")
     async def refresh(

@@ -22,13 +22,22 @@ class IdentitySettings(PlatformSettings):
     # PEM of an EC P-256 private key; unset: keys are generated and kept in the database.
     jwt_private_key: SecretStr | None = None
 
-    # Passwords and login protection
+    # Passwords and login protection (crm_identity.sessions.throttle: back-off per
+    # account + client address, a looser per-account ceiling; never a hard lock).
     password_min_length: int = 10
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19_456
-    login_max_failures: int = 5
-    lockout_minutes: int = 15
+    login_free_failures: int = 5
+    login_backoff_base_seconds: float = 1.0
+    login_backoff_max_seconds: float = 900.0
+    login_failure_memory_seconds: int = 3600
+    login_account_ceiling: int = 50
+    login_account_window_seconds: int = 3600
+    login_known_address_days: int = 30
     login_per_ip_per_minute: int = 30
+    # Sign-ups whose requested (or derived) slug was taken, per client address and hour;
+    # past it every sign-up from that address answers 429 (slug probing is bounded).
+    signup_slug_collisions_per_ip_per_hour: int = 5
 
     # Invitations and email
     invitation_ttl_hours: int = 72

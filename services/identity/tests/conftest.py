@@ -16,6 +16,19 @@ from crm_lib.service import build_app
 from crm_lib.testing import RunningPlatform, served
 
 STRONG_PASSWORD = "Correct-Horse-42-battery"
+INTERNAL_TOKEN = "test-internal-token"
+
+
+def from_address(address: str) -> dict[str, str]:
+    """Headers of a request the gateway forwards for client ``address`` (with its proof)."""
+    from crm_lib.client_ip import forwarded_headers
+
+    return forwarded_headers(INTERNAL_TOKEN, address)
+
+
+def random_address() -> str:
+    n = uuid.uuid4().int
+    return f"198.51.{n % 250}.{(n >> 8) % 250 + 1}"
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")

@@ -2,9 +2,20 @@
 
 A refresh token belongs to a *family* (one login). Each refresh rotates it; a
 rotated or revoked token presented again means it leaked, so the whole family
-is revoked. Failed logins count per account; past the limit the account is
-locked for a while. Logins are also rate-limited per client IP (Redis, failing
-open to an in-process limiter when Redis is unavailable).
+is revoked.
+
+Login never tells a stranger whether an email has an account: an unknown email,
+a wrong password, an inactive user and a throttled attempt all get the same 401
+(:data:`INVALID_LOGIN`; a throttled one adds ``Retry-After``, and the throttle is
+keyed by the submitted email whether or not it exists). Failed logins are slowed
+per account and client address (:mod:`crm_identity.sessions.throttle`), never
+locked. Logins are also rate-limited per client address (Redis, failing open to an
+in-process limiter when Redis is unavailable). The address is the gateway's proven
+``X-Forwarded-For`` or the socket peer (:func:`crm_lib.client_ip.client_address`).
+
+An email may belong to several tenants (invitations, sign-ups): ``tenant`` (slug)
+picks one; without it the login goes to the oldest open tenant of that email. One
+password check either way, so the cost does not reveal how many accounts exist.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_identity.emails import normalize_email
@@ -24,6 +35,7 @@ from crm_identity.keys.service import KeyStore
 from crm_identity.models import LoginDirectory, RefreshToken, Tenant, User
 from crm_identity.security import PasswordHashing, new_tenant_token, sha256_hex, tenant_of_token
 from crm_identity.sessions import schemas
+from crm_identity.sessions.throttle import LoginThrottle
 from crm_identity.settings import IdentitySettings
 from crm_lib.auth import Principal
 from crm_lib.http import ProblemError
@@ -33,11 +45,22 @@ from crm_lib.tenancy import Database
 log = get_logger("crm.identity.sessions")
 
 CLOSED_STATES = frozenset({"pending_deletion", "deleting", "deleted"})
-INVALID_LOGIN = "Invalid email or password."
+INVALID_LOGIN = "Invalid email, password or company."
+INVALID_LOGIN_TYPE = "https://errors.crm.example/invalid-login"
 
 
 def _unauthorized(detail: str) -> ProblemError:
     return ProblemError(401, detail, title="Unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+
+def invalid_login(retry_after: int | None = None) -> ProblemError:
+    """The one answer to every failed login (unknown, wrong, inactive, throttled)."""
+    headers = {"WWW-Authenticate": "Bearer"}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return ProblemError(
+        401, INVALID_LOGIN, title="Unauthorized", type_=INVALID_LOGIN_TYPE, headers=headers
+    )
 
 
 class LoginLimiter:
@@ -85,23 +108,26 @@ class SessionService:
         settings: IdentitySettings,
         hashing: PasswordHashing,
         limiter: LoginLimiter,
+        throttle: LoginThrottle,
     ) -> None:
         self.db = db
         self.keys = keys
         self.settings = settings
         self.hashing = hashing
         self.limiter = limiter
+        self.throttle = throttle
 
     async def issue(
         self, session: AsyncSession, tenant: Tenant, user: User, family_id: uuid.UUID | None = None
     ) -> schemas.TokenPair:
         """A new access token and refresh token (in ``family_id`` or a new family)."""
         refresh = new_tenant_token(tenant.id)
+        family = family_id or uuid.uuid4()
         await session.execute(
             insert(RefreshToken).values(
                 id=uuid.uuid4(),
                 user_id=user.id,
-                family_id=family_id or uuid.uuid4(),
+                family_id=family,
                 token_hash=sha256_hex(refresh),
                 expires_at=datetime.now(UTC) + timedelta(days=self.settings.refresh_token_ttl_days),
             )
@@ -118,72 +144,57 @@ class SessionService:
     async def _resolve_tenant(
         self, email: str, slug: str | None
     ) -> tuple[Tenant, uuid.UUID] | None:
+        """The account ``email`` logs into: in tenant ``slug``, else the oldest open one."""
         async with self.db.platform_session() as session:
             stmt = (
                 select(Tenant, LoginDirectory.user_id)
                 .join(LoginDirectory, LoginDirectory.tenant_id == Tenant.id)
                 .where(LoginDirectory.email == email)
+                .order_by(
+                    case((Tenant.status.in_(CLOSED_STATES), 1), else_=0),
+                    Tenant.created_at,
+                    Tenant.id,
+                )
+                .limit(1)
             )
             if slug is not None:
                 stmt = stmt.where(Tenant.slug == slug)
-            rows = (await session.execute(stmt)).all()
-        if len(rows) > 1:
-            raise ProblemError(
-                400,
-                "This email belongs to several tenants; say which one with `tenant`.",
-                errors=[{"field": "tenant", "message": "required for this email"}],
-            )
-        return (rows[0][0], rows[0][1]) if rows else None
+            row = (await session.execute(stmt)).first()
+        return (row[0], row[1]) if row else None
 
     async def login(self, data: schemas.LoginRequest, ip: str) -> schemas.TokenPair:
         await self.limiter.hit(ip)
         email = normalize_email(data.email)
+        decision = await self.throttle.begin(email, ip)
+        if not decision.allowed:  # not checked at all: the password stays unguessable
+            raise invalid_login(decision.retry_after)
         found = await self._resolve_tenant(email, data.tenant)
         if found is None:
             await self.hashing.verify(None, data.password)  # same cost as a real check
-            raise _unauthorized(INVALID_LOGIN)
+            raise invalid_login()
         tenant, user_id = found
-        if tenant.status in CLOSED_STATES:
-            raise ProblemError(403, f"This tenant is {tenant.status}.", title="Forbidden")
         outcome = _Outcome()
         async with self.db.tenant_session(tenant.id) as session:
             user = (
-                await session.execute(select(User).where(User.id == user_id).with_for_update())
+                await session.execute(select(User).where(User.id == user_id))
             ).scalar_one_or_none()
-            now = datetime.now(UTC)
-            if user is None or user.status != "active":
-                await self.hashing.verify(None, data.password)
-                outcome.error = _unauthorized(INVALID_LOGIN)
-            elif user.locked_until is not None and user.locked_until > now:
-                wait = int((user.locked_until - now).total_seconds()) + 1
+            stored = user.password_hash if user is not None and user.status == "active" else None
+            if not await self.hashing.verify(stored, data.password):
+                outcome.error = invalid_login()
+            elif tenant.status in CLOSED_STATES:  # told only to whoever knows the password
                 outcome.error = ProblemError(
-                    403,
-                    f"Too many failed logins: the account is locked for {wait} more seconds.",
-                    title="Account locked",
-                    type_="https://errors.crm.example/account-locked",
-                    headers={"Retry-After": str(wait)},
+                    403, f"This tenant is {tenant.status}.", title="Forbidden"
                 )
-            elif not await self.hashing.verify(user.password_hash, data.password):
-                failures = user.failed_logins + 1
-                values: dict[str, object] = {"failed_logins": failures}
-                if failures >= self.settings.login_max_failures:
-                    values = {
-                        "failed_logins": 0,
-                        "locked_until": now + timedelta(minutes=self.settings.lockout_minutes),
-                    }
-                    log.warning("login.locked", tenant=str(tenant.id), user=str(user.id))
-                await session.execute(update(User).where(User.id == user.id).values(**values))
-                outcome.error = _unauthorized(INVALID_LOGIN)
             else:
+                assert user is not None
                 await session.execute(
-                    update(User)
-                    .where(User.id == user.id)
-                    .values(failed_logins=0, locked_until=None, last_login_at=func.now())
+                    update(User).where(User.id == user.id).values(last_login_at=func.now())
                 )
                 outcome.pair = await self.issue(session, tenant, user)
-        if outcome.error is not None:  # raised after commit: the failure count must stick
+        if outcome.error is not None:
             raise outcome.error
         assert outcome.pair is not None
+        await self.throttle.success(email, ip)
         return outcome.pair
 
     async def refresh(self, data: schemas.RefreshRequest) -> schemas.TokenPair:

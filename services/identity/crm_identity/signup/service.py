@@ -4,6 +4,20 @@ Identity builds its own tenant schema inline (fast path, tens of milliseconds)
 so the owner exists the moment the request returns; the other services build
 theirs through the saga, and ``GET /api/v1/tenant`` shows when all are done.
 Any failure rolls everything back: nothing half-created.
+
+Sign-up tells a stranger nothing about who has an account where:
+
+* an email that already has an account (in any tenant) signs up like a new one: a
+  new tenant with its own owner (one email may belong to several tenants, as with
+  invitations); the address is told by email that a new company was created with it
+  and how to log in to it (``tenant``), so the answer never differs;
+* a requested or derived slug that is taken (or reserved) gets a ``-2``, ``-3``…
+  suffix instead of a 409. That the answer's slug differs from the requested one
+  does tell that the slug exists, so such collisions are counted per client address
+  (``crm:ip:<address>:signup-slug-collisions``, one hour); past
+  ``signup_slug_collisions_per_ip_per_hour`` every sign-up from that address answers
+  429 until the hour is over. Sign-ups whose slug is free are not limited here (the
+  gateway's per-address limit applies), so a new company is working within seconds.
 """
 
 from __future__ import annotations
@@ -12,11 +26,13 @@ import re
 import unicodedata
 import uuid
 
+from redis.asyncio import Redis
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_identity.app_schema import SCHEMA
 from crm_identity.emails import normalize_email
+from crm_identity.mail.service import request_email
 from crm_identity.models import LoginDirectory, Tenant, User
 from crm_identity.plans import PLANS
 from crm_identity.security import PasswordHashing, password_problems
@@ -30,13 +46,70 @@ from crm_lib.events import emit
 from crm_lib.http import ProblemError
 from crm_lib.migrations import provision_schema
 from crm_lib.platform_tables import TenantRegistryRow
+from crm_lib.telemetry import get_logger
 from crm_lib.tenancy import Database, bind_tenant, tenant_schema
+
+log = get_logger("crm.identity.signup")
 
 
 def slugify(name: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:50].strip("-")
     return slug if len(slug) >= 2 else f"team-{uuid.uuid4().hex[:6]}"
+
+
+def collisions_key(address: str) -> str:
+    return f"crm:ip:{address}:signup-slug-collisions"
+
+
+def _already_registered_notice(company: str, slug: str, base_url: str) -> str:
+    return (
+        f"A new company account, {company!r} (company slug {slug!r}), was just created with\n"
+        "this email address, which already belongs to at least one other company account.\n\n"
+        "Your existing account(s) are unchanged. Logging in without a company signs you in\n"
+        f"to your first company; to sign in to the new one, give the company slug {slug!r}\n"
+        f"(field `tenant`) at {base_url}.\n\n"
+        "If you did not create it, someone else used your address: nothing in your existing\n"
+        "companies changed, and you can ignore this message or tell our support.\n"
+    )
+
+
+class SlugProbeLimit:
+    """Sign-ups whose slug was taken, per client address and hour (Redis; fail-open)."""
+
+    WINDOW_SECONDS = 3600
+
+    def __init__(self, redis: Redis, limit: int) -> None:
+        self.redis = redis
+        self.limit = limit
+
+    async def check(self, address: str) -> None:
+        try:
+            count, ttl = (
+                await self.redis.pipeline(transaction=False)
+                .get(collisions_key(address))
+                .ttl(collisions_key(address))
+                .execute()
+            )
+        except Exception as exc:  # documented fail-open: Redis down must not stop sign-ups
+            log.warning("signup.probe_limit_unavailable", error=type(exc).__name__)
+            return
+        if count is not None and int(count) >= self.limit:
+            raise ProblemError(
+                429,
+                "Too many sign-ups from this address; try again later.",
+                title="Too Many Requests",
+                type_="https://errors.crm.example/rate-limited",
+                headers={"Retry-After": str(max(int(ttl), 1))},
+            )
+
+    async def record(self, address: str) -> None:
+        key = collisions_key(address)
+        try:
+            if await self.redis.incr(key) == 1:
+                await self.redis.expire(key, self.WINDOW_SECONDS)
+        except Exception as exc:
+            log.warning("signup.probe_limit_unavailable", error=type(exc).__name__)
 
 
 class SignupService:
@@ -46,11 +119,13 @@ class SignupService:
         settings: IdentitySettings,
         hashing: PasswordHashing,
         sessions: SessionService,
+        redis: Redis,
     ) -> None:
         self.db = db
         self.settings = settings
         self.hashing = hashing
         self.sessions = sessions
+        self.probes = SlugProbeLimit(redis, settings.signup_slug_collisions_per_ip_per_hour)
 
     def _validate(self, data: schemas.SignupRequest) -> tuple[str, str]:
         errors: list[dict[str, str]] = []
@@ -76,44 +151,32 @@ class SignupService:
             )
         return email, data.slug or slugify(data.company_name)
 
-    async def _free_slug(self, session: object, base: str, explicit: bool) -> str:
+    async def _free_slug(self, session: object, base: str) -> str:
+        """``base`` if free, else the first free ``base-2``, ``base-3``… (never a 409)."""
         taken_q = select(Tenant.slug).where(Tenant.slug.like(f"{base}%"))
         taken = set((await session.execute(taken_q)).scalars())  # type: ignore[attr-defined]
         if base not in taken and base not in RESERVED_SLUGS:
             return base
-        if explicit:
-            raise ProblemError(
-                409,
-                f"The company slug '{base}' is taken.",
-                title="Conflict",
-                type_="https://errors.crm.example/slug-taken",
-            )
         for n in range(2, 1000):
             candidate = f"{base[:58]}-{n}"
             if candidate not in taken:
                 return candidate
         return f"{base[:50]}-{uuid.uuid4().hex[:8]}"
 
-    async def signup(self, data: schemas.SignupRequest) -> schemas.SignupResponse:
+    async def signup(self, data: schemas.SignupRequest, address: str) -> schemas.SignupResponse:
+        await self.probes.check(address)
         email, base_slug = self._validate(data)
         password_hash = await self.hashing.hash(data.password)
         plan = PLANS[data.plan]
         tenant_id, user_id = uuid.uuid4(), uuid.uuid4()
         try:
             async with self.db.platform_session() as session:
-                exists = (
+                known = (
                     await session.execute(
-                        select(LoginDirectory.email).where(LoginDirectory.email == email)
+                        select(LoginDirectory.tenant_id).where(LoginDirectory.email == email)
                     )
                 ).first()
-                if exists is not None:
-                    raise ProblemError(
-                        409,
-                        "An account with this email already exists; log in instead.",
-                        title="Conflict",
-                        type_="https://errors.crm.example/email-taken",
-                    )
-                slug = await self._free_slug(session, base_slug, data.slug is not None)
+                slug = await self._free_slug(session, base_slug)
                 tenants = TenantService(session, self.settings.provisioning_services)
                 tenant = await tenants.create(
                     TenantCreate(name=data.company_name.strip(), slug=slug, plan=plan.id),
@@ -166,11 +229,25 @@ class SignupService:
                     },
                     actor="signup",
                 )
+                if known is not None:  # the answer is the same; the address is told
+                    await request_email(
+                        session,
+                        tenant_id,
+                        to=email,
+                        subject="A new company account was created with your email address",
+                        body=_already_registered_notice(
+                            data.company_name.strip(), slug, self.settings.app_base_url
+                        ),
+                        kind="signup_existing_email",
+                        actor="signup",
+                    )
                 tenant_view = await tenants.get(tenant_id)
-        except IntegrityError as exc:  # a concurrent sign-up won the same slug or email
+        except IntegrityError as exc:  # a concurrent sign-up won the same slug
             raise ProblemError(
-                409, "That company slug or email was just taken; try again.", title="Conflict"
+                409, "That company slug was just taken; try again.", title="Conflict"
             ) from exc
+        if slug != base_slug:
+            await self.probes.record(address)
         return schemas.SignupResponse(
             tenant=tenant_view,
             user=user_schema(user_row),
