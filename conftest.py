@@ -1,1 +1,1 @@
-pytest_plugins = ["crm_lib.testing"]
+pytest_plugins = ["crm_lib.testing", "crm_lib.testing_logs"]
