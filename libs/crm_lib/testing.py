@@ -22,9 +22,16 @@ import pytest
 import pytest_asyncio
 import uvicorn
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import SecretStr
 
-from crm_lib.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis
-from crm_lib.events import connect_nats, ensure_streams
+from crm_lib.devstack import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    new_password,
+    service_nats_users,
+)
+from crm_lib.events import NATS_ADMIN_USER, connect_nats, ensure_streams
 from crm_lib.registry import load_service
 from crm_lib.service import (
     ServiceDefinition,
@@ -55,9 +62,43 @@ def pg_server(servers_dir: Path) -> Iterator[EmbeddedPostgres]:
         yield server
 
 
+@dataclass(frozen=True)
+class NatsCredentials:
+    """The test session's NATS users: one per service (``nats_permissions``) plus the admin.
+
+    Settings of a service get that service's user (``make_settings``); anything else
+    (``make_settings("tests")``, stream declarations, tests that forge or read dead letters)
+    runs as the admin.
+    """
+
+    admin_password: str
+    passwords: dict[str, str]
+
+    def for_service(self, service: str) -> dict[str, Any]:
+        """``nats_user`` / ``nats_password`` settings of ``service`` (admin for non-services)."""
+        if service in self.passwords:
+            return {"nats_user": service, "nats_password": SecretStr(self.passwords[service])}
+        return {"nats_user": NATS_ADMIN_USER, "nats_password": SecretStr(self.admin_password)}
+
+    def server(self, data_dir: Path, port: int | None = None) -> EmbeddedNats:
+        """An (unstarted) embedded NATS that knows these users."""
+        return EmbeddedNats(
+            data_dir,
+            port,
+            users=service_nats_users(self.passwords),
+            admin_user=NATS_ADMIN_USER,
+            admin_password=self.admin_password,
+        )
+
+
 @pytest.fixture(scope="session")
-def nats_server(servers_dir: Path) -> Iterator[EmbeddedNats]:
-    with EmbeddedNats(servers_dir / "nats") as server:
+def nats_credentials() -> NatsCredentials:
+    return NatsCredentials(new_password(), {name: new_password() for name in SERVICE_NAMES})
+
+
+@pytest.fixture(scope="session")
+def nats_server(servers_dir: Path, nats_credentials: NatsCredentials) -> Iterator[EmbeddedNats]:
+    with nats_credentials.server(servers_dir / "nats") as server:
         yield server
 
 
@@ -113,15 +154,23 @@ SettingsFactory = Callable[..., PlatformSettings]
 
 @pytest.fixture(scope="session")
 def make_settings(
-    pg_server: EmbeddedPostgres, nats_server: EmbeddedNats, redis_server: EmbeddedRedis
+    pg_server: EmbeddedPostgres,
+    nats_server: EmbeddedNats,
+    redis_server: EmbeddedRedis,
+    nats_credentials: NatsCredentials,
 ) -> SettingsFactory:
-    """Settings for a service pointing at the test servers (overrides as keywords)."""
+    """Settings for a service pointing at the test servers (overrides as keywords).
+
+    A service gets its own NATS user (it may publish only its own events); any other
+    name (``"tests"``, ``"platform"``) gets the admin user.
+    """
 
     def factory(service: str = "platform", **overrides: Any) -> PlatformSettings:
         values: dict[str, Any] = {
             "service_name": service,
             "database_url": pg_server.url,
             "nats_url": nats_server.url,
+            **nats_credentials.for_service(service),
             "redis_url": redis_server.url,
             "log_json": True,
             "log_level": "WARNING",

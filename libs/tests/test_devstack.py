@@ -21,7 +21,9 @@ from crm_lib.devstack import (
     EmbeddedNats,
     EmbeddedPostgres,
     EmbeddedRedis,
+    NatsUser,
     free_port,
+    service_nats_users,
 )
 
 
@@ -69,9 +71,19 @@ async def _pg_read(url: str) -> tuple[str, str, int, str]:
         await conn.close()
 
 
+async def _pg_refused(url: str) -> bool:
+    try:
+        conn = await asyncpg.connect(url)
+    except asyncpg.InvalidPasswordError:
+        return True
+    await conn.close()
+    return False
+
+
 def test_postgres_persists_across_restart_and_crash(tmp_path: Path) -> None:
-    pg = EmbeddedPostgres(tmp_path / "pg", free_port(), fast=True)
-    assert pg.url == f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
+    pg = EmbeddedPostgres(tmp_path / "pg", free_port(), password="pg-secret", fast=True)
+    assert pg.url == f"postgresql://postgres:pg-secret@127.0.0.1:{pg.port}/postgres"
+    assert "pg-secret" not in repr(pg)
     with pg:
         pg.start()  # idempotent while running
         asyncio.run(_pg_write(pg.url))
@@ -80,6 +92,9 @@ def test_postgres_persists_across_restart_and_crash(tmp_path: Path) -> None:
 
     pg.start()
     assert asyncio.run(_pg_read(pg.url)) == ("ÄRGER", "UTF8", 300, "127.0.0.1")
+    no_password = f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
+    assert asyncio.run(_pg_refused(no_password))
+    assert asyncio.run(_pg_refused(no_password.replace("postgres@", "postgres:wrong@")))
 
     # a crash leaves postmaster.pid behind; start() must recover (fsync=off, but the OS has it)
     pg.kill()
@@ -93,6 +108,22 @@ def test_postgres_persists_across_restart_and_crash(tmp_path: Path) -> None:
     again.stop()
     assert not _port_open(pg.port)
     pg.stop()  # already stopped: no-op
+
+
+def test_postgres_requires_its_password_even_on_an_old_trust_cluster(tmp_path: Path) -> None:
+    """A cluster from before passwords (trust auth) or a rotated secret: every start sets the
+    password given now and rewrites pg_hba.conf; trust never survives a start."""
+    pg = EmbeddedPostgres(tmp_path / "pg", password="first", fast=True)
+    with pg:
+        asyncio.run(_pg_write(pg.url))
+    hba = pg.data_dir / "pg_hba.conf"
+    hba.write_text("host all all 127.0.0.1/32 trust\n" + hba.read_text())
+    rotated = EmbeddedPostgres(pg.data_dir, pg.port, password="second", fast=True)
+    with rotated:
+        assert asyncio.run(_pg_read(rotated.url))[0] == "ÄRGER"
+        assert asyncio.run(_pg_refused(pg.url))  # the old password
+        assert asyncio.run(_pg_refused(f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"))
+    assert "trust" not in hba.read_text()
 
 
 def test_postgres_ignores_stale_pid_of_unrelated_process(tmp_path: Path) -> None:
@@ -144,29 +175,59 @@ async def _nats_read(url: str) -> tuple[int, bytes]:
 
 
 def test_nats_jetstream_persists_across_restart(tmp_path: Path) -> None:
-    ns = EmbeddedNats(tmp_path / "nats", free_port())
+    ns = EmbeddedNats(tmp_path / "nats", free_port(), admin_password="nats-secret")
     assert ns.url == f"nats://127.0.0.1:{ns.port}"
+    assert ns.admin_url == f"nats://crm-admin:nats-secret@127.0.0.1:{ns.port}"
     with ns:
-        asyncio.run(_nats_write(ns.url))
+        asyncio.run(_nats_write(ns.admin_url))
     assert not _port_open(ns.port)
     with ns:
-        assert asyncio.run(_nats_read(ns.url)) == (1, b"world")
+        assert asyncio.run(_nats_read(ns.admin_url)) == (1, b"world")
         ns.kill()
         assert not _port_open(ns.port)
         ns.start()
-        assert asyncio.run(_nats_read(ns.url)) == (1, b"world")
+        assert asyncio.run(_nats_read(ns.admin_url)) == (1, b"world")
+
+
+async def _nats_connect_error(url: str, **kw: str) -> str | None:
+    try:
+        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0, **kw)
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+    await nc.close()
+    return None
+
+
+def test_nats_refuses_anonymous_and_wrong_passwords(tmp_path: Path) -> None:
+    users = [*service_nats_users({"contacts": "c-pw"}), NatsUser("ops", "ops-pw")]
+    with EmbeddedNats(tmp_path / "nats", users=users) as ns:
+        assert asyncio.run(_nats_connect_error(ns.url)) is not None
+        assert asyncio.run(_nats_connect_error(ns.url, user="contacts", password="no")) is not None
+        assert asyncio.run(_nats_connect_error(ns.url, user="contacts", password="c-pw")) is None
+        assert asyncio.run(_nats_connect_error(ns.url, user="ops", password="ops-pw")) is None
+        assert ns.config_path.stat().st_mode & 0o077 == 0  # passwords: owner only
+    assert "c-pw" not in repr(users)
 
 
 # --- Redis -------------------------------------------------------------------------------
 
 
 def test_redis_persists_across_restart(tmp_path: Path) -> None:
-    rs = EmbeddedRedis(tmp_path / "redis", free_port())
-    assert rs.url == f"redis://127.0.0.1:{rs.port}/0"
+    rs = EmbeddedRedis(tmp_path / "redis", free_port(), password="redis-secret")
+    assert rs.url == f"redis://:redis-secret@127.0.0.1:{rs.port}/0"
     with rs:
         r = redis.Redis.from_url(rs.url)
         r.set("k", "v")
         r.close()
+        anonymous = redis.Redis.from_url(f"redis://127.0.0.1:{rs.port}/0")
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.get("k")
+        anonymous.close()
+        wrong = redis.Redis.from_url(f"redis://:nope@127.0.0.1:{rs.port}/0")
+        with pytest.raises(redis.AuthenticationError):
+            wrong.get("k")
+        wrong.close()
+        assert rs.config_path.stat().st_mode & 0o077 == 0
     assert not _port_open(rs.port)
     assert (rs.data_dir / "appendonly.aof").exists()
 

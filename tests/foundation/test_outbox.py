@@ -27,20 +27,22 @@ from crm_lib.events import (
     connect_nats,
     emit,
     ensure_streams,
+    new_event,
     subject_for,
 )
 from crm_lib.migrations import provision_schema
 from crm_lib.platform_tables import OutboxRow, TenantRegistryRow
 from crm_lib.settings import PlatformSettings
 from crm_lib.tenancy import Database, tenant_schema
+from crm_lib.testing import NatsCredentials
 from tests.foundation.helpers import eventually
 
 EVENT = "contacts.probe.recorded"
 
 
 @pytest.fixture
-def private_nats(tmp_path: Path) -> EmbeddedNats:
-    server = EmbeddedNats(tmp_path / "nats")
+def private_nats(tmp_path: Path, nats_credentials: NatsCredentials) -> EmbeddedNats:
+    server = nats_credentials.server(tmp_path / "nats")
     server.start()
     yield server
     server.stop()
@@ -69,14 +71,20 @@ async def _record_effect(ctx: EventContext) -> None:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def running(
-    scratch_settings: PlatformSettings, scratch_db: Database, private_nats: EmbeddedNats
+    scratch_settings: PlatformSettings,
+    scratch_db: Database,
+    private_nats: EmbeddedNats,
+    nats_credentials: NatsCredentials,
 ) -> AsyncIterator[tuple[PlatformSettings, Database, OutboxRelay, EventWorker]]:
     settings = scratch_settings.model_copy(
         update={"nats_url": private_nats.url, "consumer_max_deliver": 3}
     )
+    # Streams are declared by the admin; the service's own user may not create them.
+    admin = await connect_nats(settings.model_copy(update=nats_credentials.for_service("platform")))
+    await ensure_streams(admin.jetstream())
+    await admin.close()
     nc = await connect_nats(settings)
     js = nc.jetstream()
-    await ensure_streams(js)
     relay = OutboxRelay(scratch_db, js, settings)
     worker = EventWorker(
         scratch_db, js, settings, [Subscription("probe", [EVENT], _record_effect, batch=50)]
@@ -152,6 +160,7 @@ async def test_outbox_survives_nats_outage_and_effects_happen_once(
 
 async def test_poison_messages_land_in_the_dead_letter_stream(
     running: tuple[PlatformSettings, Database, OutboxRelay, EventWorker],
+    nats_credentials: NatsCredentials,
 ) -> None:
     settings, db, _relay, _worker = running
     tenant_id = uuid.uuid4()
@@ -167,7 +176,9 @@ async def test_poison_messages_land_in_the_dead_letter_stream(
         headers={"Nats-Msg-Id": str(uuid.uuid4())},
     )
 
-    dlq = await js.pull_subscribe(
+    # Dead letters are read by the admin (a service's user has no consumers on CRM_DLQ).
+    admin = await connect_nats(settings.model_copy(update=nats_credentials.for_service("ops")))
+    dlq = await admin.jetstream().pull_subscribe(
         f"{DLQ_ROOT}.>",
         stream=DLQ_STREAM,
         config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
@@ -197,4 +208,65 @@ async def test_poison_messages_land_in_the_dead_letter_stream(
     assert failing_msg.headers["Crm-Dlq-Delivered"] == str(settings.consumer_max_deliver)
     assert "never be applied" in failing_msg.headers["Crm-Dlq-Error"]
     assert await _effects(db, tenant_id) == {}
+    # Each service dead-letters under its own name (its NATS user may publish nothing else).
+    assert {m.subject for m in mine} == {f"{DLQ_ROOT}.contacts.contacts-probe"}
     await nc.close()
+    await admin.close()
+
+
+async def test_forged_messages_are_dead_lettered_and_change_nothing(
+    running: tuple[PlatformSettings, Database, OutboxRelay, EventWorker],
+    nats_credentials: NatsCredentials,
+) -> None:
+    """A message whose subject names tenant A / one service while its envelope says tenant B
+    or another service's type is never applied: straight to CRM_DLQ (published here by the
+    admin user, the only one that may publish any subject)."""
+    settings, db, _relay, _worker = running
+    tenant_a, tenant_b = uuid.uuid4(), uuid.uuid4()
+    await _register(db, tenant_a)
+    await _register(db, tenant_b)
+    admin = await connect_nats(settings.model_copy(update=nats_credentials.for_service("ops")))
+    js = admin.jetstream()
+    subject_a = subject_for(EVENT, tenant_a)
+    forged = {
+        "other tenant": new_event(EVENT, tenant_b, {"forged": "tenant"}),
+        "other service": new_event("sales.probe.recorded", tenant_a, {"forged": "service"}),
+        "other entity": new_event("contacts.other.recorded", tenant_a, {"forged": "entity"}),
+    }
+    for event in forged.values():
+        await js.publish(
+            subject_a, msgspec.json.encode(event), headers={"Nats-Msg-Id": str(event.id)}
+        )
+    # A genuine event published after them is applied: the consumer went past the forgeries.
+    genuine = new_event(EVENT, tenant_a, {"n": 1})
+    await js.publish(
+        subject_a, msgspec.json.encode(genuine), headers={"Nats-Msg-Id": str(genuine.id)}
+    )
+
+    dlq = await js.pull_subscribe(
+        f"{DLQ_ROOT}.>",
+        stream=DLQ_STREAM,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+    )
+    collected: list = []
+
+    async def all_dead() -> list | None:
+        with contextlib.suppress(TimeoutError):
+            collected.extend(await dlq.fetch(50, timeout=0.5))
+        ids = {str(e.id) for e in forged.values()}
+        mine = [m for m in collected if msgspec.json.decode(m.data).get("id") in ids]
+        return mine if len(mine) == len(ids) else None
+
+    dead = await eventually(all_dead, timeout=30)
+    for msg in dead:
+        assert msg.headers["Crm-Dlq-Subject"] == subject_a
+        assert msg.headers["Crm-Dlq-Delivered"] == "1"  # at once, never retried
+        assert "does not match the envelope" in msg.headers["Crm-Dlq-Error"]
+
+    async def genuine_applied() -> bool:
+        return str(genuine.id) in await _effects(db, tenant_a)
+
+    await eventually(genuine_applied, timeout=30)
+    assert await _effects(db, tenant_a) == {str(genuine.id): 1}
+    assert await _effects(db, tenant_b) == {}
+    await admin.close()
