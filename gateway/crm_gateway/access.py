@@ -44,6 +44,7 @@ from crm_gateway.ratelimit import (
     Decision,
     Limit,
     RateLimiter,
+    Revocation,
     ip_limit,
     principal_limit,
     tenant_limit,
@@ -57,7 +58,12 @@ from crm_lib.auth import (
     invalid_token,
 )
 from crm_lib.http import ProblemError
-from crm_lib.tenancy import tenant_key
+from crm_lib.revocation import (
+    not_before_key,
+    revoked_jti_key,
+    revoked_sid_key,
+    tenant_status_refusal,
+)
 
 #: (method, path) pairs that need no token (docs/auth.md "Anonymous routes").
 ANONYMOUS_ROUTES: frozenset[tuple[str, str]] = frozenset(
@@ -76,24 +82,22 @@ ANONYMOUS_PREFIXES: tuple[tuple[frozenset[str], str], ...] = (
     (frozenset({"GET", "HEAD"}), "/.well-known/"),
 )
 
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-FULL_ACCESS = frozenset({"active", "trialing", "past_due"})
-#: What a tenant pending deletion (unpaid) can still reach: its status, billing, exports.
-PENDING_DELETION_PREFIXES: tuple[str, ...] = (
-    "/api/v1/billing",
-    "/api/v1/tenant",
-)
-
-SUSPENDED_TYPE = "https://errors.crm.example/tenant-suspended"
-PROVISIONING_TYPE = "https://errors.crm.example/tenant-provisioning"
-INACTIVE_TYPE = "https://errors.crm.example/tenant-inactive"
 RATE_LIMITED_TYPE = "https://errors.crm.example/rate-limited"
 
 
 @functools.lru_cache(maxsize=65_536)
-def _revocation_key(tenant_id: uuid.UUID, token_id: str) -> str:
-    """Where identity marks a revoked access token (RFC 7009 revocation, logout)."""
-    return tenant_key(tenant_id, "revoked-jti", token_id)
+def _not_before_key(tenant_id: uuid.UUID, subject: str) -> str:
+    return not_before_key(tenant_id, subject)
+
+
+def _revocation(principal: Principal) -> Revocation:
+    """The keys that mark ``principal``'s token revoked (crm_lib.revocation)."""
+    markers = [revoked_jti_key(principal.tenant_id, principal.token_id)]
+    if principal.session_id:
+        markers.append(revoked_sid_key(principal.tenant_id, principal.session_id))
+    return Revocation(
+        markers, _not_before_key(principal.tenant_id, principal.subject), principal.issued_at
+    )
 
 
 def is_anonymous(method: str, path: str) -> bool:
@@ -183,7 +187,7 @@ class AccessLayer:
 
         decision = await self.limiter.hit(
             self._limits(principal, access),
-            _revocation_key(principal.tenant_id, principal.token_id),
+            _revocation(principal),
         )
         if decision.revoked:
             AUTH_FAILURES.labels("revoked").inc()
@@ -229,39 +233,7 @@ class AccessLayer:
         ]
 
     def _status_refusal(self, access: TenantAccess, method: str, path: str) -> ProblemError | None:
-        status = access.status
-        if status in FULL_ACCESS:
-            return None
-        if status == "suspended":
-            if method in READ_METHODS:
-                return None
-            return ProblemError(
-                403,
-                "The tenant is suspended: data can be read but not changed. "
-                "An owner or admin can settle the bill to lift the suspension.",
-                title="Tenant suspended",
-                type_=SUSPENDED_TYPE,
-            )
-        if status == "pending_deletion" and path.rstrip("/").startswith(PENDING_DELETION_PREFIXES):
-            # Owners/admins may still pay (billing) or take their data out (exports);
-            # identity checks the roles on those endpoints.
-            return None
-        if status == "provisioning":
-            if method in ("GET", "HEAD") and path.rstrip("/") in self.provisioning_paths:
-                return None
-            return ProblemError(
-                409,
-                "The tenant is still being set up; try again in a moment.",
-                title="Tenant provisioning",
-                type_=PROVISIONING_TYPE,
-                headers={"Retry-After": "1"},
-            )
-        return ProblemError(
-            403,
-            f"The tenant is {status.replace('_', ' ')} and cannot be accessed.",
-            title="Tenant not accessible",
-            type_=INACTIVE_TYPE,
-        )
+        return tenant_status_refusal(access.status, method, path, self.provisioning_paths)
 
     def _client_ip(self, scope: Scope) -> str:
         client = scope.get("client")

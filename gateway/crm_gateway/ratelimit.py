@@ -46,10 +46,12 @@ _WINDOW_MS = WINDOW_SECONDS * 1000
 
 # Several requests' checks in one call (requests are processed in order, each atomically:
 # a request refused by one of its limits consumes none of them).
-# ARGV: n_requests, then per request: n_limits, has_revocation_key, limit_1 .. limit_n
-# KEYS: per request: [revocation key], then per limit: prev, cur
-# A request whose revocation key exists (identity's revoked access-token marker) is
-# refused without consuming anything (allowed = -1).
+# ARGV: n_requests, then per request: n_limits, n_markers, has_not_before, issued_at,
+#       limit_1 .. limit_n
+# KEYS: per request: marker keys, [not-before key], then per limit: prev, cur
+# A request whose token is revoked (crm_lib.revocation: a revoked-jti / revoked-sid marker
+# exists, or the subject's not-before time is later than the token's iat) is refused
+# without consuming anything (allowed = -1).
 # Returns one comma-separated string (one bulk reply parses far faster than a long
 # array): per request allowed, then per limit prev_count, prev_ttl_ms, cur_count,
 # cur_ttl_ms (the counts after the request if it was allowed).
@@ -60,12 +62,21 @@ local a, k = 2, 1
 local out = {}
 for r = 1, requests do
     local n = tonumber(ARGV[a])
-    local revocable = tonumber(ARGV[a + 1])
-    a = a + 2
+    local markers = tonumber(ARGV[a + 1])
+    local has_not_before = tonumber(ARGV[a + 2])
+    local issued_at = tonumber(ARGV[a + 3])
+    a = a + 4
     local state = {}
     local allowed = 1
-    if revocable == 1 then
+    for m = 1, markers do
         if redis.call('exists', KEYS[k]) == 1 then
+            allowed = -1
+        end
+        k = k + 1
+    end
+    if has_not_before == 1 then
+        local not_before = redis.call('get', KEYS[k])
+        if not_before and (tonumber(not_before) or math.huge) > issued_at then
             allowed = -1
         end
         k = k + 1
@@ -217,7 +228,16 @@ def _window(
     return remaining, max(reset, retry_after), retry_after
 
 
-_Pending = tuple[Sequence[Limit], str | None, asyncio.Future[list[int]]]
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """What marks a request's token as revoked (``crm_lib.revocation``)."""
+
+    markers: Sequence[str]  # refused if any exists
+    not_before: str  # refused if it holds a time later than ``issued_at``
+    issued_at: float
+
+
+_Pending = tuple[Sequence[Limit], Revocation | None, asyncio.Future[list[int]]]
 
 
 class _Batch:
@@ -235,13 +255,13 @@ class _Batch:
         self.running: set[asyncio.Task[None]] = set()
 
     def submit(
-        self, limits: Sequence[Limit], revocation_key: str | None
+        self, limits: Sequence[Limit], revocation: Revocation | None
     ) -> asyncio.Future[list[int]]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
         if not self.pending:
             loop.call_soon(self._flush)
-        self.pending.append((limits, revocation_key, future))
+        self.pending.append((limits, revocation, future))
         if len(self.pending) >= MAX_BATCH:
             self._flush()
         return future
@@ -255,12 +275,15 @@ class _Batch:
 
     async def _run(self, batch: list[_Pending]) -> None:
         keys: list[str] = []
-        args: list[int] = [len(batch)]
-        for limits, revocation_key, _ in batch:
+        args: list[int | str] = [len(batch)]
+        for limits, revocation, _ in batch:
             args.append(len(limits))
-            args.append(0 if revocation_key is None else 1)
-            if revocation_key is not None:
-                keys.append(revocation_key)
+            if revocation is None:
+                args.extend((0, 0, 0))
+            else:
+                args.extend((len(revocation.markers), 1, repr(revocation.issued_at)))
+                keys.extend(revocation.markers)
+                keys.append(revocation.not_before)
             for item in limits:
                 keys.append(item.prev)
                 keys.append(item.cur)
@@ -293,12 +316,12 @@ class RateLimiter:
         self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._items: dict[int, RateLimitItemPerMinute] = {}
 
-    async def hit(self, limits: Sequence[Limit], revocation_key: str | None = None) -> Decision:
-        """Check and consume ``limits``; with ``revocation_key``, refuse (``revoked``) if
-        that key exists. Without Redis the revocation check is skipped (fail-open)."""
+    async def hit(self, limits: Sequence[Limit], revocation: Revocation | None = None) -> Decision:
+        """Check and consume ``limits``; with ``revocation``, refuse (``revoked``) a
+        revoked token. Without Redis the revocation check is skipped (fail-open)."""
         if self.redis.available:
             try:
-                raw = await self._batch.submit(limits, revocation_key)
+                raw = await self._batch.submit(limits, revocation)
             except Exception as exc:  # never fail a request because of Redis
                 self.redis.failed(exc)
             else:

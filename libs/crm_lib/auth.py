@@ -55,6 +55,9 @@ ROLES: frozenset[str] = frozenset(
 
 #: ``app.state`` key of the verifier used by :func:`authenticate`.
 VERIFIER_STATE_KEY = "token_verifier"
+#: ``app.state`` key of the per-request revocation / tenant-status check
+#: (``crm_lib.revocation.AccessCheck``; ``build_app`` installs it for every service).
+ACCESS_CHECK_STATE_KEY = "access_check"
 #: ASGI scope key where the verified principal of a request is remembered.
 PRINCIPAL_SCOPE_KEY = "crm.principal"
 
@@ -82,6 +85,10 @@ class Principal(msgspec.Struct, frozen=True):
     # None for users: their roles decide. A set (possibly empty) for clients and API keys.
     scopes: frozenset[str] | None
     token_id: str
+    # ``iat`` (seconds, may be fractional): compared with identity's not-before markers.
+    issued_at: float = 0.0
+    # ``sid``: the login session (refresh-token family) a user token was minted for.
+    session_id: str | None = None
 
     def allows(self, scope: str) -> bool:
         """Whether the token grants ``scope`` (``"contacts:read"``).
@@ -382,6 +389,9 @@ class JWKSVerifier:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > 256:
             raise invalid_token("The access token has no token id (jti).")
+        sid = claims.get("sid")
+        if sid is not None and (not isinstance(sid, str) or not sid or len(sid) > 128):
+            raise invalid_token("The access token's session id (sid) is malformed.")
 
         sub = claims.get("sub")
         if not isinstance(sub, str):
@@ -420,6 +430,8 @@ class JWKSVerifier:
             roles=frozenset(roles),
             scopes=scopes,
             token_id=jti,
+            issued_at=float(iat) if iat is not None else 0.0,
+            session_id=sid,
         )
         return principal, exp
 
@@ -473,6 +485,13 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
             same = False
         if not same:
             raise invalid_token("The access token belongs to another tenant.")
+    # Revocation (deactivation, role change, logout, revoked client or key) and the tenant's
+    # status take effect on the next request here too, not only at the gateway.
+    check = connection.app.state.get(ACCESS_CHECK_STATE_KEY)
+    if check is not None:
+        refusal = await check.refusal(principal, scope.get("method", "GET"), scope["path"])
+        if refusal is not None:
+            raise refusal
     scope[PRINCIPAL_SCOPE_KEY] = principal
     return principal
 

@@ -21,12 +21,20 @@ from nats.aio.client import Client as NatsClient
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from crm_lib.auth import JWKSVerifier, TokenVerifier, install_auth, principal_dependency
+from crm_lib.auth import (
+    ACCESS_CHECK_STATE_KEY,
+    JWKSVerifier,
+    TokenVerifier,
+    install_auth,
+    principal_dependency,
+)
 from crm_lib.events import EventWorker, OutboxRelay, Subscription, connect_nats, ensure_streams
 from crm_lib.exports import export_subscription
 from crm_lib.http import create_app
 from crm_lib.migrations import ServiceSchema, upgrade_platform
 from crm_lib.provisioning import lifecycle_subscription
+from crm_lib.revocation import AccessCheck
+from crm_lib.revocation import commit_hook as revocation_commit_hook
 from crm_lib.settings import PlatformSettings, settings_for
 from crm_lib.telemetry import get_logger, setup_logging, setup_tracing
 from crm_lib.tenancy import Database, ensure_database
@@ -43,6 +51,9 @@ class ServiceRuntime:
         self.nc: NatsClient | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self._redis: Redis | None = None
+        # Revocation markers and tenant statuses recorded in a transaction reach Redis
+        # once it commits (crm_lib.revocation).
+        self.db.commit_hooks.append(revocation_commit_hook(lambda: self.redis))
         # Service-specific singletons built on this runtime (e.g. identity's key store).
         self.extras: dict[str, Any] = {}
 
@@ -171,7 +182,11 @@ def build_app(
             if owned:
                 await rt.close()
 
-    state: dict[str, Any] = {"runtime": rt, "settings": settings}
+    state: dict[str, Any] = {
+        "runtime": rt,
+        "settings": settings,
+        ACCESS_CHECK_STATE_KEY: AccessCheck(rt.redis),
+    }
     install_auth(state, verifier)
 
     return create_app(

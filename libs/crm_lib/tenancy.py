@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,6 +24,9 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.schema import MetaData
 
 from crm_lib.settings import PlatformSettings
+from crm_lib.telemetry import get_logger
+
+_log = get_logger("crm.tenancy")
 
 PLATFORM_SCHEMA = "platform"
 _TENANT_SCHEMA_PREFIX = "tenant_"
@@ -114,6 +117,9 @@ class Database:
         }
         kw.update(engine_kw)
         self.engine: AsyncEngine = create_async_engine(url or settings.async_database_url, **kw)
+        #: Run after each ``tenant_session``/``platform_session`` commit with the session's
+        #: ``info`` (see ``_run_commit_hooks``); ``ServiceRuntime`` registers the revocation one.
+        self.commit_hooks: list[CommitHook] = []
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -127,6 +133,7 @@ class Database:
             _guard_search_path(session, quote_ident(schema))
             async with session.begin():
                 yield session
+            await _run_commit_hooks(self.commit_hooks, session)
 
     @asynccontextmanager
     async def platform_session(self) -> AsyncIterator[AsyncSession]:
@@ -135,6 +142,7 @@ class Database:
             _guard_search_path(session, quote_ident(PLATFORM_SCHEMA))
             async with session.begin():
                 yield session
+            await _run_commit_hooks(self.commit_hooks, session)
 
     @asynccontextmanager
     async def tenant_connection(self, tenant_id: uuid.UUID | str) -> AsyncIterator[AsyncConnection]:
@@ -144,6 +152,26 @@ class Database:
             conn = await conn.execution_options(schema_translate_map={None: schema})
             await conn.execute(_SET_SEARCH_PATH, {"path": quote_ident(schema)})
             yield conn
+
+
+CommitHook = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def _run_commit_hooks(hooks: list[CommitHook], session: AsyncSession) -> None:
+    """Hand a committed session's ``info`` to each hook (never on rollback).
+
+    Hooks carry out side effects recorded during the transaction that must not precede
+    the commit, e.g. revocation markers in Redis (``crm_lib.revocation``): a token minted
+    between such a write and the commit would carry the old rights. A failing hook is
+    logged, never raised: the change itself is already durable.
+    """
+    if not hooks or not session.info:
+        return
+    for hook in hooks:
+        try:
+            await hook(session.info)
+        except Exception as exc:
+            _log.warning("tenancy.commit_hook_failed", error=type(exc).__name__)
 
 
 async def ensure_database(settings: PlatformSettings) -> None:

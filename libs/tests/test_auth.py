@@ -132,7 +132,9 @@ async def test_valid_user_token(jwks_host: JWKSHost) -> None:
         roles=frozenset({"admin", "viewer"}),
         scopes=None,
         token_id=jti,
+        issued_at=principal.issued_at,
     )
+    assert principal.issued_at > 0  # iat kept: compared with not-before markers
     # verified tokens are remembered: no second fetch, same answer
     fetches = verifier.fetches
     assert await verifier.verify(mint(jti=jti, roles=["admin", "viewer"])) == principal

@@ -21,7 +21,7 @@ from crm_identity.mail.handlers import mail_subscription
 from crm_identity.public_controllers import PUBLIC_CONTROLLERS
 from crm_identity.settings import IdentitySettings
 from crm_identity.tenants.controllers import TenantController
-from crm_identity.tenants.handlers import saga_subscription
+from crm_identity.tenants.handlers import run_status_resync, saga_subscription
 from crm_lib.events import Subscription
 from crm_lib.service import ServiceDefinition, ServiceRuntime, build_app
 
@@ -45,7 +45,10 @@ def _background(runtime: ServiceRuntime) -> list[Callable[[asyncio.Event], Await
     async def sweeper(stop: asyncio.Event) -> None:
         await run_sweeper(runtime.db, ident.settings, lambda: identity_of(runtime).billing, stop)
 
-    return [sweeper]
+    async def status_resync(stop: asyncio.Event) -> None:
+        await run_status_resync(runtime.db, lambda: runtime.redis, stop, 300.0)
+
+    return [sweeper, status_resync]
 
 
 SERVICE = ServiceDefinition(

@@ -12,12 +12,13 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.datastructures import CacheControlHeader
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
 from sqlalchemy import func, select, update
 
 from crm_identity.api_keys import schemas as key_schemas
-from crm_identity.api_keys.service import ApiKeyService, cache_key
+from crm_identity.api_keys.service import ApiKeyService
 from crm_identity.components import identity_of
 from crm_identity.exports import service as exports
 from crm_identity.invitations import schemas as inv_schemas
@@ -47,6 +48,9 @@ from crm_lib.service import ServiceRuntime
 from crm_lib.telemetry import get_logger
 
 API = "/api/v1"
+# Answers carrying a secret shown once (tokens, new keys, client secrets): no cache and no
+# idempotency replay store may keep them (the gateway's IdempotencyLayer honours it).
+NO_STORE = CacheControlHeader(no_store=True)
 log = get_logger("crm.identity.api")
 
 
@@ -68,6 +72,7 @@ class SignupController(Controller):
             "gets a new tenant too (the address is told by email), a taken slug gets a -2, -3… "
             "suffix. Too many taken slugs from one client address in an hour: 429."
         ),
+        cache_control=NO_STORE,
     )
     async def signup(
         self,
@@ -87,7 +92,7 @@ class SignupController(Controller):
         return Response(
             result,
             status_code=201,
-            headers={"Location": result.status_url, "Cache-Control": "no-store"},
+            headers={"Location": result.status_url},
         )
 
 
@@ -95,7 +100,19 @@ class AuthController(Controller):
     path = f"{API}/auth"
     tags = ["auth"]
 
-    @post("/login", status_code=200, summary="Log in with email and password")
+    @post(
+        "/login",
+        status_code=200,
+        summary="Log in with email and password",
+        description=(
+            "Every failed login (unknown email, wrong password, inactive user, throttled) "
+            "answers the same 401 problem (`…/invalid-login`); a throttled one adds "
+            "`Retry-After`. `tenant` (company slug) picks the company of an email that "
+            "belongs to several; without it, the oldest. 429: too many logins from this "
+            "client address."
+        ),
+        cache_control=NO_STORE,
+    )
     async def login(
         self,
         data: session_schemas.LoginRequest,
@@ -110,7 +127,7 @@ class AuthController(Controller):
         )
         return await ident.sessions.login(data, ip)
 
-    @post("/refresh", status_code=200, summary="Rotate a refresh token")
+    @post("/refresh", status_code=200, summary="Rotate a refresh token", cache_control=NO_STORE)
     async def refresh(
         self, data: session_schemas.RefreshRequest, runtime: ServiceRuntime
     ) -> session_schemas.TokenPair:
@@ -344,7 +361,12 @@ class InvitationController(Controller):
                 invitation_id
             )
 
-    @post("/accept", status_code=201, summary="Accept an invitation: set name and password")
+    @post(
+        "/accept",
+        status_code=201,
+        summary="Accept an invitation: set name and password",
+        cache_control=NO_STORE,
+    )
     async def accept(
         self, data: inv_schemas.InvitationAccept, runtime: ServiceRuntime
     ) -> session_schemas.TokenPair:
@@ -480,7 +502,12 @@ class ApiKeyController(Controller):
     path = f"{API}/api-keys"
     tags = ["api keys"]
 
-    @post("/", status_code=201, summary="Create an API key (the key is shown only in this answer)")
+    @post(
+        "/",
+        status_code=201,
+        summary="Create an API key (the key is shown only in this answer)",
+        cache_control=NO_STORE,
+    )
     async def create_key(
         self, data: key_schemas.ApiKeyCreate, principal: Principal, runtime: ServiceRuntime
     ) -> key_schemas.ApiKeyCreated:
@@ -506,13 +533,7 @@ class ApiKeyController(Controller):
     ) -> None:
         _user_only(principal)
         async with runtime.db.tenant_session(principal.tenant_id) as session:
-            key_hash = await ApiKeyService(
-                session, principal, identity_of(runtime).settings
-            ).revoke(key_id)
-        try:
-            await runtime.redis.delete(cache_key(key_hash))
-        except Exception as exc:  # the gateway cache entry expires within 60 s anyway
-            log.warning("api_key.cache_evict_failed", error=repr(exc))
+            await ApiKeyService(session, principal, identity_of(runtime).settings).revoke(key_id)
 
 
 def _form_token(data: dict[str, str]) -> str:
@@ -528,7 +549,12 @@ class OAuthController(Controller):
     path = f"{API}/oauth"
     tags = ["oauth"]
 
-    @post("/clients", status_code=201, summary="Register an OAuth2 client (secret shown once)")
+    @post(
+        "/clients",
+        status_code=201,
+        summary="Register an OAuth2 client (secret shown once)",
+        cache_control=NO_STORE,
+    )
     async def create_client(
         self, data: oauth_schemas.ClientCreate, principal: Principal, runtime: ServiceRuntime
     ) -> oauth_schemas.ClientCreated:

@@ -1,7 +1,8 @@
 """API keys: created by admins, shown once, stored hashed, exchanged by the gateway.
 
-The gateway caches a resolved key under ``crm:apikey:<sha256(key)>``; revoking
-deletes that entry so the key stops working at once, not after the cache TTL.
+The gateway caches a resolved key under ``crm:apikey:<sha256(key)>``; revoking deletes
+that entry and marks the key's minted tokens revoked (``crm_lib.revocation``) once the
+revocation commits, so the key stops working on the next request, not after a TTL.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from crm_identity.settings import IdentitySettings
 from crm_lib.auth import Principal
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
+from crm_lib.revocation import delete_key_on_commit, revoke_subject_on_commit
 from crm_lib.tenancy import Database
 
 CLOSED = frozenset({"deleting", "deleted", "pending_deletion"})
@@ -118,25 +120,50 @@ class ApiKeyService:
         )
         return [to_schema(r) for r in rows.scalars()]
 
-    async def revoke(self, key_id: uuid.UUID) -> str:
-        """Revoke; returns the key hash so the caller can drop the gateway cache entry."""
+    async def revoke(self, key_id: uuid.UUID) -> None:
+        """Revoke one key: it stops working on the next request (gateway and services)."""
         row = (
             await self.session.execute(select(ApiKey).where(ApiKey.id == key_id).with_for_update())
         ).scalar_one_or_none()
         if row is None:
             raise ProblemError(404, "No such API key.")
         if row.revoked_at is None:
-            await self.session.execute(
-                update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=datetime.now(UTC))
-            )
-            await emit(
-                self.session,
-                "identity.api_key.revoked",
-                self.principal.tenant_id,
-                {"key_id": str(key_id)},
-                actor=self.principal.subject,
-            )
-        return row.key_hash
+            await _revoke(self.session, self.principal, [row])
+
+
+async def revoke_keys_created_by(
+    session: AsyncSession, principal: Principal, user_id: uuid.UUID
+) -> None:
+    """Revoke every live key ``user_id`` created (their deactivation, docs/auth.md)."""
+    rows = (
+        await session.execute(
+            select(ApiKey)
+            .where(ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None))
+            .with_for_update()
+        )
+    ).scalars()
+    await _revoke(session, principal, list(rows))
+
+
+async def _revoke(session: AsyncSession, principal: Principal, rows: list[ApiKey]) -> None:
+    if not rows:
+        return
+    await session.execute(
+        update(ApiKey)
+        .where(ApiKey.id.in_([row.id for row in rows]))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    for row in rows:
+        # the gateway's cached exchange and the short-lived tokens it minted end at commit
+        delete_key_on_commit(session, cache_key(row.key_hash))
+        revoke_subject_on_commit(session, principal.tenant_id, f"api_key:{row.id}")
+        await emit(
+            session,
+            "identity.api_key.revoked",
+            principal.tenant_id,
+            {"key_id": str(row.id)},
+            actor=principal.subject,
+        )
 
 
 async def resolve_api_key(db: Database, keys: KeyStore, key: str) -> schemas.Resolved:

@@ -149,13 +149,17 @@ class KeyStore:
         scopes: list[str] | None = None,
         plan: str | None = None,
         ttl_seconds: int | None = None,
+        session_id: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> tuple[str, int, str]:
         """Sign with the active key already loaded (call ``ready()`` first)."""
         cache = self._cache
         if cache is None:
             raise RuntimeError("KeyStore.ready() was not awaited")
-        now = int(time.time())
+        # iat keeps its fraction (RFC 7519 NumericDate): a not-before marker written at a
+        # role change refuses tokens minted earlier in the same second (crm_lib.revocation).
+        issued_at = time.time()
+        now = int(issued_at)
         ttl = ttl_seconds or self.settings.access_token_ttl_seconds
         jti = uuid.uuid4().hex
         claims: dict[str, Any] = {
@@ -165,13 +169,15 @@ class KeyStore:
             "kind": kind,
             "tid": str(tenant_id),
             "roles": roles or [],
-            "iat": now,
+            "iat": issued_at,
             "nbf": now,
             "exp": now + ttl,
             "jti": jti,
         }
         if scopes is not None:
             claims["scope"] = " ".join(scopes)
+        if session_id is not None:
+            claims["sid"] = session_id
         if plan:
             claims["plan"] = plan
         if extra:

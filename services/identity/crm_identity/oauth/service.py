@@ -31,6 +31,7 @@ from crm_identity.security import constant_time_equal, random_secret, sha256_hex
 from crm_lib.auth import Principal
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
+from crm_lib.revocation import AccessCheck, revoke_subject_on_commit, revoke_token
 from crm_lib.telemetry import get_logger
 from crm_lib.tenancy import Database
 
@@ -103,6 +104,10 @@ class ClientAdmin:
                 update(OAuthClient)
                 .where(OAuthClient.id == client_row_id)
                 .values(revoked_at=datetime.now(UTC))
+            )
+            # the client's live access tokens end with it
+            revoke_subject_on_commit(
+                self.session, self.principal.tenant_id, f"client:{row.client_id}"
             )
             await emit(
                 self.session,
@@ -271,12 +276,6 @@ async def token_response(
     return status, body, list(out_headers or [])
 
 
-def revoked_key(tenant_id: uuid.UUID, jti: str) -> str:
-    from crm_lib.tenancy import tenant_key
-
-    return tenant_key(tenant_id, "revoked-jti", jti)
-
-
 async def introspect(verifier: Any, redis: Any, token: str) -> dict[str, Any]:
     """RFC 7662: ``{"active": false}`` for anything not a live token of ours."""
     try:
@@ -285,11 +284,10 @@ async def introspect(verifier: Any, redis: Any, token: str) -> dict[str, Any]:
         return {"active": False}
     # The signature was just verified: reading the payload for exp/iat/iss/aud is safe.
     claims = msgspec.json.decode(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
-    try:
-        if await redis.exists(revoked_key(principal.tenant_id, principal.token_id)):
-            return {"active": False}
-    except Exception as exc:  # Redis away: a short-lived token stays valid (documented)
-        log.warning("introspect.redis_unavailable", error=repr(exc))
+    # Revoked one by one, by session, or by its subject's not-before (deactivation, role
+    # change, client revoked); Redis away: a short-lived token stays valid (documented).
+    if await AccessCheck(redis).revoked(principal):
+        return {"active": False}
     answer: dict[str, Any] = {
         "active": True,
         "sub": principal.subject,
@@ -306,14 +304,29 @@ async def introspect(verifier: Any, redis: Any, token: str) -> dict[str, Any]:
 
 
 async def revoke(verifier: Any, redis: Any, token: str, caller: Principal) -> None:
-    """RFC 7009: revoke an access token of the caller's own tenant; unknown tokens are ignored."""
+    """RFC 7009: revoke an access token issued to the caller itself.
+
+    Invalid, expired and other tenants' tokens are ignored (200, as the RFC asks for
+    invalid tokens: another tenant's token does not exist for the caller). A live token
+    of the caller's tenant issued to another subject (user, OAuth client, API key) is
+    refused, RFC 7009 §2.1 ("verifies whether the token was issued to the client making
+    the revocation request"), with a 400 problem carrying ``error: unauthorized_client``
+    (RFC 6749 §5.2), and stays valid: holding someone's token is no right to end it.
+    Owners and admins end other people's access by deactivation or session revocation.
+    """
     try:
         principal = await verifier.verify(token)
     except ProblemError:
         return
     if principal.tenant_id != caller.tenant_id:
         return
-    if caller.kind == "client" and principal.subject != caller.subject:
-        return  # a client revokes only its own tokens
+    if principal.subject != caller.subject:
+        raise ProblemError(
+            400,
+            "This token was not issued to you; only its own holder may revoke it.",
+            title="Bad Request",
+            type_="https://errors.crm.example/oauth-unauthorized-client",
+            error="unauthorized_client",
+        )
     ttl = 3600
-    await redis.set(revoked_key(principal.tenant_id, principal.token_id), "1", ex=ttl)
+    await revoke_token(redis, principal.tenant_id, principal.token_id, ttl)

@@ -39,6 +39,7 @@ from crm_identity.sessions.throttle import LoginThrottle
 from crm_identity.settings import IdentitySettings
 from crm_lib.auth import Principal
 from crm_lib.http import ProblemError
+from crm_lib.revocation import revoke_session_on_commit, revoke_subject_on_commit
 from crm_lib.telemetry import get_logger
 from crm_lib.tenancy import Database
 
@@ -138,6 +139,7 @@ class SessionService:
             kind="user",
             roles=list(user.roles),
             plan=tenant.plan,
+            session_id=str(family),
         )
         return schemas.TokenPair(access, "Bearer", expires_in, refresh, tenant.id, user.id)
 
@@ -225,6 +227,8 @@ class SessionService:
                     )
                     .values(revoked_at=now)
                 )
+                # The leaked family's access tokens die with it.
+                revoke_session_on_commit(session, tenant_id, str(row.family_id))
                 log.warning(
                     "refresh.reuse_detected", tenant=str(tenant_id), family=str(row.family_id)
                 )
@@ -273,4 +277,8 @@ class SessionService:
                 if family is None:
                     return  # unknown token: nothing to end (idempotent)
                 stmt = stmt.where(RefreshToken.family_id == family)
+                # that session's access tokens end now too, not when they expire
+                revoke_session_on_commit(session, principal.tenant_id, str(family))
+            else:
+                revoke_subject_on_commit(session, principal.tenant_id, principal.subject)
             await session.execute(stmt.values(revoked_at=func.now()))

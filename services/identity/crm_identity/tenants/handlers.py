@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from sqlalchemy import select
+
+from crm_identity.models import Tenant
 from crm_identity.settings import IdentitySettings
 from crm_identity.tenants.service import TenantService
 from crm_lib.events import EventContext, Subscription
+from crm_lib.revocation import publish_tenant_statuses
+from crm_lib.telemetry import get_logger
+from crm_lib.tenancy import Database
+
+log = get_logger("crm.identity.tenants")
 
 _OUTCOMES = {
     "provisioned": "provisioned",
@@ -31,3 +43,24 @@ def saga_subscription(settings: IdentitySettings) -> Subscription:
         handler=handle,
         scope="platform",
     )
+
+
+async def run_status_resync(
+    db: Database, redis: Callable[[], Redis], stop: asyncio.Event, interval_seconds: float
+) -> None:
+    """Re-publish every tenant's status to Redis at start and then periodically.
+
+    Statuses are written after each change commits (crm_lib.revocation); this heals what a
+    Redis restart without persistence, or a write lost while Redis was away, left behind.
+    """
+    while not stop.is_set():
+        try:
+            async with db.platform_session() as session:
+                rows = (await session.execute(select(Tenant.id, Tenant.status))).all()
+            await publish_tenant_statuses(redis(), {row[0]: row[1] for row in rows})
+        except Exception as exc:
+            log.warning("tenants.status_resync_failed", error=type(exc).__name__)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
+        except TimeoutError:
+            pass

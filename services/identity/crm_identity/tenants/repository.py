@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_identity.models import Tenant, TenantServiceState
+from crm_lib.revocation import publish_tenant_status_on_commit
 
 
 class TenantRepository:
@@ -34,6 +35,8 @@ class TenantRepository:
                 .returning(Tenant)
             )
         ).scalar_one_or_none()
+        if row is not None:
+            publish_tenant_status_on_commit(self.session, tenant_id, "provisioning")
         return row
 
     async def get(self, tenant_id: uuid.UUID, *, lock: bool = False) -> Tenant | None:
@@ -69,6 +72,8 @@ class TenantRepository:
                 **values,
             )
         )
+        # every service reads the status on each request (crm_lib.revocation)
+        publish_tenant_status_on_commit(self.session, tenant_id, status)
 
     async def service_states(self, tenant_id: uuid.UUID) -> list[TenantServiceState]:
         return list(

@@ -8,6 +8,7 @@ import msgspec
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_identity.api_keys.service import revoke_keys_created_by
 from crm_identity.models import RefreshToken
 from crm_identity.models import User as UserRow
 from crm_identity.roles import MANAGERS, ensure_may_grant, validate_roles
@@ -16,6 +17,7 @@ from crm_identity.users.repository import UserRepository
 from crm_lib.auth import Principal
 from crm_lib.events import emit
 from crm_lib.http import ProblemError, require_version
+from crm_lib.revocation import revoke_subject_on_commit
 
 
 def to_schema(user: UserRow, team_ids: list[uuid.UUID] | None = None) -> schemas.User:
@@ -124,6 +126,8 @@ class UserService:
             return await self.get(user_id)
         updated = await self.repo.update(user_id, **values)
         if "roles" in values and list(values["roles"]) != list(user.roles):  # type: ignore[call-overload]
+            # Tokens carry roles: the user's current ones stop working once this commits.
+            revoke_subject_on_commit(self.session, self.principal.tenant_id, f"user:{user_id}")
             await emit(
                 self.session,
                 "identity.user.roles_changed",
@@ -152,12 +156,15 @@ class UserService:
         else:
             await self._ensure_owner_remains(user, None, status)
             await self.repo.remove_login(user.email, self.principal.tenant_id)
-            # A deactivated user's sessions end now.
+            # A deactivated user's sessions and access tokens end now, and so do the API
+            # keys they created (docs/auth.md "Offboarding").
             await self.session.execute(
                 update(RefreshToken)
                 .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
                 .values(revoked_at=func.now())
             )
+            revoke_subject_on_commit(self.session, self.principal.tenant_id, f"user:{user_id}")
+            await revoke_keys_created_by(self.session, self.principal, user_id)
         updated = await self.repo.update(user_id, status=status)
         await emit(
             self.session,
