@@ -4,47 +4,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest_asyncio
 from sqlalchemy import update
 
-from crm_gateway.app import create_app as create_gateway
-from crm_gateway.settings import GatewaySettings
 from crm_identity.models import Tenant
-from crm_lib.service import build_app
-from crm_lib.settings import SERVICE_NAMES
-from crm_lib.testing import RunningPlatform, SmtpSink, eventually, serve_app, served
+from crm_lib.testing import RunningPlatform, SmtpSink, eventually
+from crm_lib.testing_logs import remember_secret
 
-PASSWORD = "Correct-Horse-42-battery"
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def gateway(platform: RunningPlatform) -> AsyncIterator[httpx.AsyncClient]:
-    urls: dict[str, str] = {}
-    servers = []
-    for name in SERVICE_NAMES:
-        rt = platform.runtime(name)
-        server = await serve_app(build_app(platform.definitions[name], rt.settings, runtime=rt))
-        servers.append(server)
-        urls[f"{name}_url"] = server.url
-    identity_settings = platform.runtime("identity").settings
-    settings = GatewaySettings(
-        **urls,
-        redis_url=identity_settings.redis_url,
-        nats_url=identity_settings.nats_url,
-        database_url=identity_settings.database_url,
-        internal_token="test-internal-token",
-        log_level="WARNING",
-    )
-    async with (
-        served(create_gateway(settings)) as gw,
-        httpx.AsyncClient(base_url=gw.url, timeout=30) as client,
-    ):
-        yield client
-    for server in servers:
-        await server.stop()
+PASSWORD = remember_secret("Correct-Horse-42-battery")
 
 
 async def _signup(gw: httpx.AsyncClient) -> dict:

@@ -45,6 +45,13 @@ def saga_subscription(settings: IdentitySettings) -> Subscription:
     )
 
 
+async def resync_tenant_statuses(db: Database, redis: Redis) -> None:
+    """Write every tenant's status from the registry to Redis (one pass)."""
+    async with db.platform_session() as session:
+        rows = (await session.execute(select(Tenant.id, Tenant.status))).all()
+    await publish_tenant_statuses(redis, {row[0]: row[1] for row in rows})
+
+
 async def run_status_resync(
     db: Database, redis: Callable[[], Redis], stop: asyncio.Event, interval_seconds: float
 ) -> None:
@@ -55,9 +62,7 @@ async def run_status_resync(
     """
     while not stop.is_set():
         try:
-            async with db.platform_session() as session:
-                rows = (await session.execute(select(Tenant.id, Tenant.status))).all()
-            await publish_tenant_statuses(redis(), {row[0]: row[1] for row in rows})
+            await resync_tenant_statuses(db, redis())
         except Exception as exc:
             log.warning("tenants.status_resync_failed", error=type(exc).__name__)
         try:
