@@ -11,8 +11,9 @@ import httpx
 import pytest_asyncio
 
 from crm_lib.testing import SmtpSink, eventually
+from crm_lib.testing_logs import remember_secret
 
-PASSWORD = "Correct-Horse-42-battery"
+PASSWORD = remember_secret("Correct-Horse-42-battery")  # never in a log (log scan)
 ROLES = ("owner", "admin", "sales_manager", "sales_rep", "marketer", "support_agent", "viewer")
 
 

@@ -9,6 +9,7 @@ import msgspec
 
 from crm_lib.events import Event
 from crm_lib.testing import RunningPlatform, eventually
+from crm_lib.testing_logs import remember_secret
 from services.contacts.tests.conftest import CrmTenant
 
 API = "/api/v1"
@@ -40,7 +41,7 @@ async def test_created_updated_deleted_events(
 
     sub = await nc.subscribe(f"crm.{crm.tenant_id}.contacts.contact.>", cb=collect)
     try:
-        secret = "X1234567-SECRET"
+        secret = remember_secret("X1234567-SECRET")
         created = await gw.post(
             f"{API}/contacts?allow_duplicate=true",
             json={"first_name": "Eve", "custom_fields": {key: secret}},
@@ -50,7 +51,7 @@ async def test_created_updated_deleted_events(
         cid = created.json()["id"]
         r = await gw.patch(
             f"{API}/contacts/{cid}",
-            json={"title": "Director", "custom_fields": {key: "Y7654321-SECRET"}},
+            json={"title": "Director", "custom_fields": {key: remember_secret("Y7654321-SECRET")}},
             headers=h,
         )
         assert r.status_code == 200, r.text

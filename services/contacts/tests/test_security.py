@@ -21,10 +21,11 @@ import pytest_asyncio
 from sqlalchemy import text
 
 from crm_lib.testing import RunningPlatform, SmtpSink, eventually
+from crm_lib.testing_logs import remember_secret
 from services.contacts.tests.conftest import CrmTenant, make_tenant
 
 API = "/api/v1"
-SECRET = "Passport-X7731942"
+SECRET = remember_secret("Passport-X7731942")  # a sensitive value: never in a log
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")

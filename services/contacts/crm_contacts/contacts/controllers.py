@@ -10,6 +10,7 @@ from litestar import Controller, delete, get, put
 from crm_contacts.companies.schemas import CompanyLink
 from crm_contacts.contacts import schemas
 from crm_contacts.contacts.service import ContactService
+from crm_contacts.problems import INVALID
 from crm_contacts.records.controllers import RecordApi, record_controller
 from crm_contacts.records.http import record_context
 from crm_lib.auth import Principal
@@ -45,6 +46,7 @@ class ContactLinkController(Controller):
     @put(
         "/{contact_id:uuid}/companies/{company_id:uuid}",
         summary="Link a company (with a role; primary makes it the contact's company)",
+        responses={422: INVALID},
     )
     async def link_company(
         self,

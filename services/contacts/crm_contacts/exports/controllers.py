@@ -11,6 +11,7 @@ from litestar.response import Stream
 
 from crm_contacts.exports.schemas import ExportCreate
 from crm_contacts.exports.service import ExportService, chunks, export_view
+from crm_contacts.problems import INVALID
 from crm_contacts.records.http import record_context
 from crm_lib.auth import Principal
 from crm_lib.http import ProblemError
@@ -23,7 +24,12 @@ class ExportController(Controller):
     path = PATH
     tags = ["exports"]
 
-    @post("/", status_code=202, summary="Export a filtered contacts/companies list (CSV or JSON)")
+    @post(
+        "/",
+        status_code=202,
+        summary="Export a filtered contacts/companies list (CSV or JSON)",
+        responses={422: INVALID},
+    )
     async def create_export(
         self, data: ExportCreate, principal: Principal, runtime: ServiceRuntime
     ) -> Response[dict[str, Any]]:

@@ -14,6 +14,7 @@ from litestar import Controller, Request, Response, get, post
 from crm_contacts.imports import csvfile
 from crm_contacts.imports.schemas import ImportRun
 from crm_contacts.imports.service import ImportService, job_view
+from crm_contacts.problems import INVALID, SENSITIVE_WRITE
 from crm_contacts.records.http import contacts_settings, record_context
 from crm_lib.auth import Principal
 from crm_lib.http import ProblemError
@@ -107,6 +108,7 @@ class ImportController(Controller):
         "/{import_id:uuid}/run",
         status_code=202,
         summary="Run an uploaded file (mapping, mode, match_on, dry_run) in the background",
+        responses={403: SENSITIVE_WRITE, 422: INVALID},
     )
     async def run_import(
         self,

@@ -9,6 +9,7 @@ from litestar import Controller, delete, get, put
 from crm_contacts.access import ADMINS, access_for
 from crm_contacts.members import schemas
 from crm_contacts.members.repository import MemberRepository
+from crm_contacts.problems import INVALID
 from crm_lib.auth import Principal
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
@@ -36,7 +37,11 @@ class TeamRuleController(Controller):
                 for r in await repo.rules()
             ]
 
-    @put("/{team_id:uuid}", summary="Set a team rule (read or edit)")
+    @put(
+        "/{team_id:uuid}",
+        summary="Set a team rule (read or edit; 422 unless the team is one of the tenant's)",
+        responses={422: INVALID},
+    )
     async def set_rule(
         self,
         team_id: uuid.UUID,

@@ -14,6 +14,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_contacts.problems import DUPLICATE, INVALID, SENSITIVE_WRITE
 from crm_contacts.records.batch import (
     BatchCreate,
     BatchResult,
@@ -70,7 +71,12 @@ def record_controller(api: RecordApi) -> type[Controller]:
                 await svc.audit_bulk_read(query, len(page.data))
                 return page
 
-        @post("/", status_code=201, summary=f"Create a {noun} ({api.duplicate_hint})")
+        @post(
+            "/",
+            status_code=201,
+            summary=f"Create a {noun} ({api.duplicate_hint})",
+            responses={403: SENSITIVE_WRITE, 409: DUPLICATE, 422: INVALID},
+        )
         async def create_record(
             self,
             data: Create,  # type: ignore[valid-type]
@@ -100,7 +106,11 @@ def record_controller(api: RecordApi) -> type[Controller]:
                 view = (await svc.views([await svc.visible(record_id)], chosen))[0]
             return Response(view, headers=etag(view))
 
-        @patch("/{record_id:uuid}", summary=f"Change a {noun} (If-Match: version → 412 if stale)")
+        @patch(
+            "/{record_id:uuid}",
+            summary=f"Change a {noun} (If-Match: version → 412 if stale)",
+            responses={403: SENSITIVE_WRITE, 409: DUPLICATE, 422: INVALID},
+        )
         async def update_record(
             self,
             record_id: uuid.UUID,
