@@ -35,6 +35,8 @@ from crm_contacts.records.http import context_for
 from crm_contacts.records.service import REDACTED, RecordContext
 from crm_contacts.settings import ContactsSettings
 from crm_lib.events import emit
+from crm_lib.http import ProblemError
+from crm_lib.telemetry import describe_error
 
 #: Test hook: called with (job id, chunk seq) inside a chunk's transaction, after the
 #: chunk is written and before the checkpoint moves (raise to simulate a crash).
@@ -353,4 +355,12 @@ async def load_job(session: AsyncSession, job_id: uuid.UUID) -> ImportJob | None
 
 
 def describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:1000]
+    """A failed attempt, for the job's ``last_error`` and the log: never database text or
+    values (a SQL error quotes the row; issue 10). A problem gives its status, title and
+    the fields it names; anything else ``crm_lib.telemetry.describe_error``."""
+    if isinstance(exc, ProblemError):
+        fields = [str(e.get("field")) for e in exc.errors or []][:10]
+        where = f" ({', '.join(fields)})" if fields else ""
+        title = exc.title or ("Validation failed" if exc.status_code == 422 else "Refused")
+        return f"{exc.status_code} {title}{where}"[:1000]
+    return describe_error(exc)[:1000]
