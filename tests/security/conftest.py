@@ -1,0 +1,133 @@
+"""The adversarial suite's stack: every service's web app and a gateway of its own.
+
+One stack per session (the platform's workers, embedded servers and SMTP sink are the
+shared session fixtures of ``crm_lib.testing``). The gateway is the real one with its
+default layers; only its anonymous per-IP limit is raised, because this suite sends
+thousands of unauthenticated and forged-token requests on purpose, and the suite talks to
+it from a source address of its own (``127.0.0.77``) so the per-IP counters it fills in
+the shared Redis never slow down other suites (rate limits are tested in
+``gateway/tests``).
+
+Fixtures:
+
+* ``sec_gw``: an ``httpx.AsyncClient`` on the gateway;
+* ``spec``: the merged OpenAPI (``tests/security/spec.py``);
+* ``attacker`` / ``victim``: tenants A and B, each with a user per role, and B with a
+  resource of every kind (``tests/security/resources.py``);
+* ``principals``: every caller of tenant A the role table speaks about, by name. Add
+  callers here (revoked, deactivated, downgraded principals...) and every table-driven
+  test sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest_asyncio
+
+from crm_gateway.app import create_app as create_gateway
+from crm_gateway.settings import GatewaySettings
+from crm_lib.service import build_app
+from crm_lib.settings import SERVICE_NAMES
+from crm_lib.testing import RunningPlatform, SmtpSink, serve_app, served
+from services.contacts.tests.conftest import make_tenant
+from tests.security.resources import FACTORIES, ROLES, Caller, Tenant, bounded
+from tests.security.spec import Spec
+
+#: Where this suite's requests come from (a loopback address of its own).
+SOURCE_ADDRESS = os.environ.get("CRM_SECURITY_SOURCE_ADDRESS", "127.0.0.77")
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def sec_gw(platform: RunningPlatform) -> AsyncIterator[httpx.AsyncClient]:
+    urls: dict[str, str] = {}
+    servers = []
+    for name in sorted(SERVICE_NAMES, key=lambda n: n != "identity"):
+        rt = platform.runtime(name)
+        app_settings = rt.settings
+        if name != "identity":
+            app_settings = app_settings.model_copy(update={"identity_url": urls["identity_url"]})
+        server = await serve_app(build_app(platform.definitions[name], app_settings, runtime=rt))
+        servers.append(server)
+        urls[f"{name}_url"] = server.url
+    identity_settings = platform.runtime("identity").settings
+    settings = GatewaySettings.model_validate(
+        {
+            **urls,
+            "redis_url": identity_settings.redis_url,
+            "nats_url": identity_settings.nats_url,
+            "database_url": identity_settings.database_url,
+            "internal_token": "test-internal-token",
+            "log_level": "WARNING",
+            "anonymous_requests_per_minute": 1_000_000,
+        }
+    )
+    transport = httpx.AsyncHTTPTransport(local_address=SOURCE_ADDRESS, retries=0)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+    async with (
+        served(create_gateway(settings)) as gw,
+        httpx.AsyncClient(
+            base_url=gw.url, timeout=60, transport=transport, limits=limits
+        ) as client,
+    ):
+        yield client
+    for server in servers:
+        await server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def spec(sec_gw: httpx.AsyncClient) -> Spec:
+    r = await sec_gw.get("/api/v1/openapi.json")
+    assert r.status_code == 200, r.text
+    document = r.json()
+    assert not document.get("x-missing-services"), document.get("x-missing-services")
+    return Spec(document)
+
+
+async def _tenant(gw: httpx.AsyncClient, smtp: SmtpSink, label: str) -> Tenant:
+    crm = await make_tenant(gw, smtp)
+    tenant = Tenant(label, gw, smtp, crm, canary=f"canary{label}{uuid.uuid4().hex[:8]}")
+    # the members of every role are the tenant's users
+    tenant.ids["user"] = [crm.user_ids["sales_rep"], *crm.user_ids.values()]
+    return tenant
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def tenants(sec_gw: httpx.AsyncClient, smtp_server: SmtpSink) -> tuple[Tenant, Tenant]:
+    attacker, victim = await asyncio.gather(
+        _tenant(sec_gw, smtp_server, "A"), _tenant(sec_gw, smtp_server, "B")
+    )
+    # a resource of every kind in both (the attacker's own fill the other id slots)
+    await bounded(
+        [t.home(kind) for t in (attacker, victim) for kind in FACTORIES if kind != "user"],
+        limit=8,
+    )
+    return attacker, victim
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def attacker(tenants: tuple[Tenant, Tenant]) -> Tenant:
+    return tenants[0]
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def victim(tenants: tuple[Tenant, Tenant]) -> Tenant:
+    return tenants[1]
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def principals(attacker: Tenant) -> dict[str, Caller]:
+    """Tenant A's callers by name: one user per role and nobody.
+
+    API keys and OAuth clients are minted per scope by the tests that need them
+    (``Tenant.api_credential``). Revoked / deactivated / downgraded principals belong
+    here too: a ``Caller`` whose ``role`` is None and ``kind`` is e.g. ``"revoked"``
+    is expected to get 401 on every non-anonymous operation by ``test_access_table``.
+    """
+    out = {role: attacker.user(role) for role in ROLES}
+    out["anonymous"] = Caller("anonymous", {}, "anonymous")
+    return out
