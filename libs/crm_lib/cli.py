@@ -29,6 +29,23 @@ app.add_typer(tenant_app, name="tenant")
 COMPONENTS = ("gateway", *SERVICE_NAMES)
 
 
+def _operator_env() -> None:
+    """Defaults from ``make run``'s ``<CRM_DEVSTACK_DIR>/env`` (embedded servers' URLs with
+    their passwords, the NATS admin user), for operator commands; set variables win."""
+    import os
+    from pathlib import Path
+
+    path = Path(os.environ.get("CRM_DEVSTACK_DIR", ".devstack")) / "env"
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key.startswith("CRM_"):
+            os.environ.setdefault(key, value)
+
+
 def _check_component(name: str, allowed: tuple[str, ...]) -> str:
     if name not in allowed:
         raise typer.BadParameter(f"expected one of: {', '.join(allowed)}")
@@ -111,6 +128,7 @@ def migrate(
     from crm_lib.registry import load_service
     from crm_lib.service import prepare_database
 
+    _operator_env()
     names = list(SERVICE_NAMES) if all_ or not services else services
     for name in names:
         _check_component(name, SERVICE_NAMES)
@@ -144,9 +162,14 @@ def migrate(
 
 @app.command()
 def streams() -> None:
-    """Declare the JetStream streams (events and dead letters)."""
+    """Declare the JetStream streams (events, dead letters) and the export bucket.
+
+    Needs the NATS admin user (``CRM_NATS_USER``/``CRM_NATS_PASSWORD``): services' own
+    users may not create or change streams."""
     from crm_lib.events import connect_nats, ensure_streams
     from crm_lib.settings import settings_for
+
+    _operator_env()
 
     async def main() -> None:
         nc = await connect_nats(settings_for("platform"), wait=False)
@@ -166,6 +189,7 @@ def _identity() -> Any:
     from crm_lib.registry import load_service
     from crm_lib.tenancy import Database
 
+    _operator_env()
     definition = load_service("identity")
     settings = definition.settings()
     return settings, Database(settings, pool_size=2, max_overflow=0)

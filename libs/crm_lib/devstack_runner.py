@@ -45,41 +45,108 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _start_servers(data: Path) -> tuple[dict[str, str], list[Any]]:
-    """Embedded servers for whatever no ``CRM_*_URL`` points at; their URLs as env."""
-    from crm_lib.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis
+#: The operator's connection settings for the embedded servers (admin NATS user, database
+#: and Redis URLs with their passwords), read by ``crm`` operator commands (``cli.py``).
+OPERATOR_ENV_FILE = "env"
 
-    kinds = [
-        ("PostgreSQL", "CRM_DATABASE_URL", EmbeddedPostgres, "postgres", "PG", DEFAULT_PG_PORT),
-        ("NATS", "CRM_NATS_URL", EmbeddedNats, "nats", "NATS", DEFAULT_NATS_PORT),
-        ("Redis", "CRM_REDIS_URL", EmbeddedRedis, "redis", "REDIS", DEFAULT_REDIS_PORT),
-    ]
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    path.chmod(0o600)
+
+
+def _start_servers(data: Path) -> tuple[dict[str, str], dict[str, dict[str, str]], list[Any]]:
+    """Embedded servers for whatever no ``CRM_*_URL`` points at.
+
+    Returns the shared env (URLs; the database and Redis ones carry their passwords), the
+    per-process NATS credentials (``"admin"`` and each service: ``CRM_NATS_USER`` /
+    ``CRM_NATS_PASSWORD``; empty when NATS is external: then the environment's own apply)
+    and the started servers. Passwords are generated once and kept in the data folder.
+    """
+    from crm_lib.devstack import (
+        EmbeddedNats,
+        EmbeddedPostgres,
+        EmbeddedRedis,
+        new_password,
+        service_nats_users,
+    )
+    from crm_lib.events import NATS_ADMIN_USER, redact_url
+
     env: dict[str, str] = {}
+    nats_env: dict[str, dict[str, str]] = {}
     started: list[Any] = []
-    for label, url_var, server_cls, folder, port_key, default_port in kinds:
+    passwords: dict[str, str] = {}
+    admin_password = ""
+
+    def port(key: str, default: int) -> int:
+        return int(os.environ.get(f"CRM_DEVSTACK_{key}_PORT", default))
+
+    def launch(label: str, url_var: str, folder: str, make: Callable[[], Any]) -> None:
         if os.environ.get(url_var):
             env[url_var] = os.environ[url_var]
-            _say(f"{label + ':':<11} external {env[url_var]}")
-            continue
-        port = int(os.environ.get(f"CRM_DEVSTACK_{port_key}_PORT", default_port))
-        server = server_cls(data / folder, port=port)
+            _say(f"{label + ':':<11} external {redact_url(env[url_var])}")
+            return
+        server = make()
         server.start()
         started.append(server)
         env[url_var] = server.url
-        _say(f"{label + ':':<11} embedded {server.url} (data in {data / folder})")
-    return env, started
+        _say(f"{label + ':':<11} embedded {redact_url(server.url)} (data in {data / folder})")
+
+    launch(
+        "PostgreSQL",
+        "CRM_DATABASE_URL",
+        "postgres",
+        lambda: EmbeddedPostgres(
+            data / "postgres",
+            port=port("PG", DEFAULT_PG_PORT),
+            password=_secret(data, "", "postgres_password", new_password),
+        ),
+    )
+    if not os.environ.get("CRM_NATS_URL"):
+        passwords = {
+            name: _secret(data, "", f"nats_{name}_password", new_password) for name in SERVICE_NAMES
+        }
+        admin_password = _secret(data, "", "nats_admin_password", new_password)
+        nats_env = {
+            name: {"CRM_NATS_USER": name, "CRM_NATS_PASSWORD": pw} for name, pw in passwords.items()
+        }
+        nats_env["admin"] = {"CRM_NATS_USER": NATS_ADMIN_USER, "CRM_NATS_PASSWORD": admin_password}
+    launch(
+        "NATS",
+        "CRM_NATS_URL",
+        "nats",
+        lambda: EmbeddedNats(
+            data / "nats",
+            port=port("NATS", DEFAULT_NATS_PORT),
+            users=service_nats_users(passwords),
+            admin_user=NATS_ADMIN_USER,
+            admin_password=admin_password,
+        ),
+    )
+    launch(
+        "Redis",
+        "CRM_REDIS_URL",
+        "redis",
+        lambda: EmbeddedRedis(
+            data / "redis",
+            port=port("REDIS", DEFAULT_REDIS_PORT),
+            password=_secret(data, "", "redis_password", new_password),
+        ),
+    )
+    return env, nats_env, started
 
 
 def _secret(
     data: Path, env_var: str, filename: str, generate: Callable[[], str] | None = None
 ) -> str:
     """A secret from the environment, or one generated once and kept in the data folder."""
-    if token := os.environ.get(env_var):
+    if env_var and (token := os.environ.get(env_var)):
         return token
     path = data / filename
     if not path.exists():
-        path.write_text((generate or (lambda: secrets.token_urlsafe(32)))())
-        path.chmod(0o600)
+        _write_private(path, (generate or (lambda: secrets.token_urlsafe(32)))())
     return path.read_text().strip()
 
 
@@ -134,6 +201,24 @@ async def _prepare() -> None:
         await ensure_streams(nc.jetstream())
     finally:
         await nc.close()
+
+
+def _write_operator_env(
+    data: Path,
+    server_env: dict[str, str],
+    nats_env: dict[str, dict[str, str]],
+    env: dict[str, str],
+) -> None:
+    """``.devstack/env`` (0600): what ``crm tenant …`` / ``crm migrate`` / ``crm streams``
+    need to reach the embedded servers (they load it when present; the environment wins)."""
+    values = {
+        **server_env,
+        **nats_env.get("admin", {}),
+        "CRM_OPERATOR_TOKEN": env["CRM_OPERATOR_TOKEN"],
+        "CRM_INTERNAL_TOKEN": env["CRM_INTERNAL_TOKEN"],
+    }
+    lines = [f"{k}={v}" for k, v in sorted(values.items())]
+    _write_private(data / OPERATOR_ENV_FILE, "\n".join(lines) + "\n")
 
 
 def _spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> Child:
@@ -200,14 +285,15 @@ def run_devstack(data_dir: str, ready_timeout: float) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    server_env, servers = _start_servers(data)
+    data.chmod(0o700)  # passwords and tokens live here
+    server_env, nats_env, servers = _start_servers(data)
     children: list[Child] = []
     mail_sink: Any = None
     code = 0
     try:
         mail_env, mail_sink = _start_mail_sink(data)
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not (nats_env and k.startswith("CRM_NATS_"))},
             **server_env,
             **mail_env,
             "CRM_OPERATOR_TOKEN": _secret(data, "CRM_OPERATOR_TOKEN", "operator_token"),
@@ -220,12 +306,17 @@ def run_devstack(data_dir: str, ready_timeout: float) -> int:
                 lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
             ),
         }
+        # This process prepares databases and streams as the NATS admin; every service
+        # process runs as its own NATS user; the gateway needs no NATS user.
         os.environ.update(server_env)
+        os.environ.update(nats_env.get("admin", {}))
+        _write_operator_env(data, server_env, nats_env, env)
         asyncio.run(_prepare())
         _say("Databases, platform migrations and streams ready.")
         for name in SERVICE_NAMES:
-            children.append(_spawn(name, ["serve", name], env, logs))
-            children.append(_spawn(f"{name}-worker", ["worker", name], env, logs))
+            service_env = {**env, **nats_env.get(name, {})}
+            children.append(_spawn(name, ["serve", name], service_env, logs))
+            children.append(_spawn(f"{name}-worker", ["worker", name], service_env, logs))
         children.append(_spawn("gateway", ["serve", "gateway"], env, logs))
         if not _wait_ready(children, ready_timeout):
             return 1
@@ -246,6 +337,10 @@ def run_devstack(data_dir: str, ready_timeout: float) -> int:
         _say(
             f"  operator     token in {data / 'operator_token'} "
             "(Authorization: Bearer <token> on identity /internal/v1/tenants)"
+        )
+        _say(
+            f"  credentials  {data / OPERATOR_ENV_FILE} (database, Redis, NATS admin; "
+            "`uv run crm tenant …` reads it)"
         )
         signup_body = (
             '{"company_name":"Acme","admin_name":"Ada",'

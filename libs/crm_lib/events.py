@@ -230,8 +230,8 @@ def nats_permissions(service: str) -> dict[str, Any]:
       gets of the export bucket), the export bucket's objects; never creating, changing,
       deleting or purging streams (a stream's republish/sources could re-emit messages
       under subjects the user may not publish itself), never deleting messages;
-    * subscribe only to its own reply inboxes (``_INBOX.>``): everything else it reads
-      comes through its JetStream consumers.
+    * core subscriptions only to its reply inboxes (``_INBOX.>``) and its own events:
+      other services' events reach it only through its JetStream consumers.
 
     The Helm chart renders the same rules (``crm.natsPermissions``); tests/helm checks it.
     """
@@ -267,7 +267,7 @@ def nats_permissions(service: str) -> dict[str, Any]:
                 "$JS.FC.>",
             ],
         },
-        "subscribe": {"allow": ["_INBOX.>"]},
+        "subscribe": {"allow": ["_INBOX.>", f"{SUBJECT_ROOT}.*.{service}.>"]},
     }
 
 
