@@ -16,7 +16,11 @@ fingerprint (sha256 of method, path + query and sha256 of the body). Then:
 The request body is buffered (bounded by ``max_body_bytes``, 413 above) to fingerprint
 it. Keys longer than 255 characters or with non-printable characters are 400. Responses
 larger than ``idempotency_max_response_bytes`` are not stored; replays of such a key
-answer 409 instead of running the request twice. If Redis is down the request passes
+answer 409 instead of running the request twice. A response marked
+``Cache-Control: no-store`` (identity marks every answer carrying a secret shown once:
+new API keys, OAuth client secrets, tokens) is never stored either: only the fact that
+the key was used is kept, and a replay answers 409 the same way (the request is not run
+twice, and the secret is not in Redis for 24 h). If Redis is down the request passes
 without idempotency (documented fail-open); the record of a key is only ever replaced
 by the request that claimed it.
 """
@@ -86,7 +90,7 @@ class Record(msgspec.Struct, array_like=True):
     """What is stored under an idempotency key."""
 
     fingerprint: str
-    state: str  # "pending" | "done" | "too_large"
+    state: str  # "pending" | "done" | "too_large" | "no_store"
     owner: str = ""
     status: int = 0
     headers: list[tuple[bytes, bytes]] = []
@@ -97,6 +101,13 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Record).decode
 
 
+def _has_no_store(value: bytes) -> bool:
+    """Whether a ``Cache-Control`` value holds the ``no-store`` directive."""
+    return any(
+        part.strip().split(b"=", 1)[0].strip().lower() == b"no-store" for part in value.split(b",")
+    )
+
+
 def _valid_key(key: bytes) -> bool:
     return 0 < len(key) <= MAX_KEY_LENGTH and all(0x20 <= c <= 0x7E for c in key)
 
@@ -104,7 +115,17 @@ def _valid_key(key: bytes) -> bool:
 class _Capture:
     """Wraps ``send``: relays the response and keeps a bounded copy of it."""
 
-    __slots__ = ("body", "complete", "headers", "limit", "overflow", "send", "size", "status")
+    __slots__ = (
+        "body",
+        "complete",
+        "headers",
+        "limit",
+        "no_store",
+        "overflow",
+        "send",
+        "size",
+        "status",
+    )
 
     def __init__(self, send: Send, limit: int) -> None:
         self.send = send
@@ -115,6 +136,7 @@ class _Capture:
         self.size = 0
         self.overflow = False
         self.complete = False
+        self.no_store = False
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -122,6 +144,9 @@ class _Capture:
             self.headers = [
                 (n.lower(), v) for n, v in message.get("headers", ()) if n.lower() in STORED_HEADERS
             ]
+            self.no_store = any(n == b"cache-control" and _has_no_store(v) for n, v in self.headers)
+            if self.no_store:  # never keep a copy of a secret shown once
+                self.overflow = True
         elif message["type"] == "http.response.body":
             chunk = message.get("body", b"")
             if chunk and not self.overflow:
@@ -247,11 +272,15 @@ class IdempotencyLayer:
             await send({"type": "http.response.body", "body": record.body, "more_body": False})
         else:
             IDEMPOTENCY.labels("not_stored").inc()
+            why = (
+                "carried a secret shown only once (Cache-Control: no-store)"
+                if record.state == "no_store"
+                else "is too large to be replayed"
+            )
             await send_problem(
                 send,
                 409,
-                "The request with this Idempotency-Key was processed, but its response "
-                "is too large to be replayed.",
+                f"The request with this Idempotency-Key was processed, but its response {why}.",
                 title="Response not replayable",
                 type_=PROBLEM_TYPE,
                 instance=path,
@@ -265,7 +294,8 @@ class IdempotencyLayer:
         ):
             fingerprint = _decode(claim).fingerprint
             if capture.overflow:
-                value = _encode(Record(fingerprint, "too_large", status=status))
+                state = "no_store" if capture.no_store else "too_large"
+                value = _encode(Record(fingerprint, state, status=status))
                 IDEMPOTENCY.labels("not_stored").inc()
             else:
                 value = _encode(

@@ -168,6 +168,7 @@ def echo_handler(service: str) -> Any:
 class Counters:
     created = 0
     flaky = 0
+    secrets = 0
 
 
 @post("/api/v1/contacts/create", status_code=201, include_in_schema=False)
@@ -192,6 +193,17 @@ async def contacts_slow() -> dict[str, str]:
 async def contacts_flaky() -> Response[dict[str, int]]:
     Counters.flaky += 1
     return Response({"n": Counters.flaky}, status_code=500 if Counters.flaky == 1 else 201)
+
+
+@post("/api/v1/contacts/secret", status_code=201, include_in_schema=False)
+async def contacts_secret() -> Response[dict[str, Any]]:
+    """Like a new API key: a secret shown once, marked no-store (as identity marks it)."""
+    Counters.secrets += 1
+    return Response(
+        {"key": f"crm_live_shown-once-{uuid.uuid4().hex}"},
+        status_code=201,
+        headers={"Cache-Control": "private, no-store"},
+    )
 
 
 @get("/api/v1/contacts/ratelimited-upstream", include_in_schema=False, sync_to_thread=False)
@@ -303,7 +315,13 @@ async def stack(own_redis: EmbeddedRedis) -> AsyncIterator[Stack]:
         "contacts": await serve_app(
             upstream(
                 "contacts",
-                [contacts_create, contacts_slow, contacts_flaky, contacts_upstream_headers],
+                [
+                    contacts_create,
+                    contacts_slow,
+                    contacts_flaky,
+                    contacts_secret,
+                    contacts_upstream_headers,
+                ],
             )
         ),
         "sales": await serve_app(upstream("sales")),
@@ -422,6 +440,29 @@ async def test_spoofed_tenant_header_never_reaches_upstream_on_anonymous_routes(
     assert r.status_code == 200, r.text
     assert upstream_headers(r, "x-tenant-id") == []
     assert upstream_headers(r, "x-principal") == []
+
+
+async def test_forwarded_for_reaches_services_only_with_the_gateway_proof(
+    client: httpx.AsyncClient,
+) -> None:
+    """Issue 10: services trust X-Forwarded-For only with the gateway's HMAC proof."""
+    from crm_lib.client_ip import client_address, forwarded_proof
+
+    forged = forwarded_proof(INTERNAL_TOKEN, "203.0.113.9")
+    assert forged is not None
+    r = await client.post(
+        "/api/v1/auth/login",
+        headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proof": forged},
+        content=b"{}",
+    )
+    assert r.status_code == 200, r.text
+    # The client's own forwarded-for and proof are dropped; the gateway's say 127.0.0.1.
+    assert upstream_headers(r, "x-forwarded-for") == ["127.0.0.1"]
+    [proof] = upstream_headers(r, "x-forwarded-proof")
+    assert proof != forged
+    seen = {"x-forwarded-for": "127.0.0.1", "x-forwarded-proof": proof}
+    assert client_address(seen, "10.9.9.9", INTERNAL_TOKEN) == "127.0.0.1"
+    assert client_address(seen, "10.9.9.9", "another-secret") == "10.9.9.9"
 
 
 async def test_revoked_access_token_is_401(client: httpx.AsyncClient, stack: Stack) -> None:
@@ -731,6 +772,30 @@ async def test_5xx_is_not_stored(client: httpx.AsyncClient, stack: Stack) -> Non
     r = await client.post("/api/v1/contacts/flaky", headers=headers)
     assert r.status_code == 201 and r.headers["idempotent-replayed"] == "true"
     assert Counters.flaky == 2
+
+
+async def test_no_store_answers_are_never_kept(client: httpx.AsyncClient, stack: Stack) -> None:
+    """Issue 10: a response carrying a secret shown once is not stored for 24 h."""
+    tenant = stack.tenant()
+    headers = auth(mint(tenant), **{"Idempotency-Key": "new-key-1"})
+    first = await client.post("/api/v1/contacts/secret", headers=headers)
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers
+    secret = first.json()["key"]
+    runs = Counters.secrets
+    found = []
+    async for key in stack.redis.scan_iter(match=f"crm:t:{tenant}:*"):
+        value = await stack.redis.get(key)
+        if value and secret.encode() in value:
+            found.append(key)
+    assert found == []
+    assert await stack.redis.exists(
+        *[k async for k in stack.redis.scan_iter(match=f"crm:t:{tenant}:idem:*")]
+    )
+    # A replay neither runs the request again nor shows the secret: 409.
+    replay = await client.post("/api/v1/contacts/secret", headers=headers)
+    doc = assert_problem(replay, 409)
+    assert "no-store" in doc["detail"] and secret not in replay.text
+    assert Counters.secrets == runs
 
 
 # -- circuit breaker ---------------------------------------------------------------------------

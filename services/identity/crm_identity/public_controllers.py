@@ -146,22 +146,41 @@ class TenantDeletion(msgspec.Struct, forbid_unknown_fields=True):
 
 class CurrentTenant(msgspec.Struct):
     tenant: Tenant
-    seats: user_schemas.Seats
+    # Seat usage: owners and admins, and API credentials with the scope seats:read;
+    # null for everyone else.
+    seats: user_schemas.Seats | None
     plan: Plan
+
+
+def sees_seats(principal: Principal) -> bool:
+    if principal.kind == "user":
+        return principal.has_role("owner", "admin")
+    return principal.allows("seats:read")
 
 
 class TenantApiController(Controller):
     path = f"{API}/tenant"
     tags = ["tenant"]
 
-    @get("/", summary="The caller's tenant: status (provisioning → active), plan and seats")
+    @get(
+        "/",
+        summary="The caller's tenant: status (provisioning → active), plan and seats",
+        description=(
+            "`seats` (usage) only for owners and admins, or API keys/OAuth clients with "
+            "the scope `seats:read`; `null` for everyone else."
+        ),
+    )
     async def current(self, principal: Principal, runtime: ServiceRuntime) -> CurrentTenant:
         settings = identity_of(runtime).settings
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             tenant = await TenantService(session, settings.provisioning_services).get(
                 principal.tenant_id
             )
-            seats = await SeatPolicy(session, principal.tenant_id).summary()
+            seats = (
+                await SeatPolicy(session, principal.tenant_id).summary()
+                if sees_seats(principal)
+                else None
+            )
         return CurrentTenant(tenant, seats, PLANS.get(tenant.plan, PLANS["free"]))
 
     @delete("/", status_code=202, summary="Request deletion of the whole tenant (owner only)")
@@ -606,7 +625,17 @@ class OAuthController(Controller):
             return {"active": False}  # never describe another tenant's tokens
         return answer
 
-    @post("/revoke", status_code=200, summary="Token revocation (RFC 7009)")
+    @post(
+        "/revoke",
+        status_code=200,
+        summary="Token revocation (RFC 7009)",
+        description=(
+            "Revokes an access token issued to the caller. Unknown, invalid or expired "
+            "tokens (and other tenants'): 200, nothing done. A token of this tenant issued "
+            "to another user, client or key: 400 problem with `error: unauthorized_client`, "
+            "and the token stays valid."
+        ),
+    )
     async def revoke_token(
         self,
         principal: Principal,

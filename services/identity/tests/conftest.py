@@ -55,7 +55,8 @@ class SignedUp:
         return {"Authorization": f"Bearer {self.access_token}"}
 
 
-async def signup(client: httpx.AsyncClient, **overrides: Any) -> SignedUp:
+async def signup(client: httpx.AsyncClient, *, wait: bool = True, **overrides: Any) -> SignedUp:
+    """Sign up a new company; with ``wait`` until it is provisioned (409s before that)."""
     tag = uuid.uuid4().hex[:10]
     body = {
         "company_name": f"Acme {tag}",
@@ -68,6 +69,16 @@ async def signup(client: httpx.AsyncClient, **overrides: Any) -> SignedUp:
     response = await client.post("/api/v1/signup", json=body)
     assert response.status_code == 201, response.text
     data = response.json()
+    if wait:
+        from crm_lib.testing import eventually
+
+        auth = {"Authorization": f"Bearer {data['tokens']['access_token']}"}
+
+        async def active() -> bool:
+            r = await client.get("/api/v1/tenant", headers=auth)
+            return r.status_code == 200 and r.json()["tenant"]["status"] != "provisioning"
+
+        await eventually(active)
     return SignedUp(
         data["tenant"]["id"],
         data["tenant"]["slug"],

@@ -127,8 +127,15 @@ async def test_oauth_client_credentials_introspect_revoke(identity_api: httpx.As
         "/api/v1/oauth/introspect", data={"token": access}, headers=owner.auth
     )
     assert still.json()["active"] is True
-    out = await identity_api.post(
+    # Only the client the token was issued to revokes it (RFC 7009 §2.1), not the owner.
+    refused = await identity_api.post(
         "/api/v1/oauth/revoke", data={"token": access}, headers=owner.auth
+    )
+    assert refused.status_code == 400 and refused.json()["error"] == "unauthorized_client"
+    out = await identity_api.post(
+        "/api/v1/oauth/revoke",
+        data={"token": access},
+        headers={"Authorization": f"Bearer {access}"},
     )
     assert out.status_code == 200
     dead = await identity_api.post(

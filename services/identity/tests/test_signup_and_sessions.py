@@ -22,7 +22,7 @@ from services.identity.tests.conftest import (
 async def test_signup_answers_at_once_then_tenant_turns_active(
     identity_api: httpx.AsyncClient,
 ) -> None:
-    account = await signup(identity_api)
+    account = await signup(identity_api, wait=False)
     assert account.body["tenant"]["status"] == "provisioning"
     assert account.body["user"]["roles"] == ["owner"]
     assert account.body["status_url"] == "/api/v1/tenant"

@@ -21,6 +21,11 @@ class TeamService:
         self.session = session
         self.principal = principal
 
+    def _require_reader(self) -> None:
+        """Members read teams; API keys and OAuth clients need the ``teams:read`` scope."""
+        if self.principal.kind != "user" and not self.principal.allows("teams:read"):
+            raise ProblemError(403, "The token lacks the scope teams:read.")
+
     def _require_manager(self) -> None:
         if not self.principal.has_role(*MANAGERS):
             raise ProblemError(403, "Only owners and admins manage teams.")
@@ -89,10 +94,12 @@ class TeamService:
         return await self._view(team)
 
     async def list(self) -> list[schemas.Team]:
+        self._require_reader()
         teams = (await self.session.execute(select(Team).order_by(Team.name))).scalars()
         return [await self._view(t) for t in teams]
 
     async def get(self, team_id: uuid.UUID) -> schemas.Team:
+        self._require_reader()
         return await self._view(await self._get(team_id))
 
     async def rename(
