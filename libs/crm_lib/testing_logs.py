@@ -217,6 +217,14 @@ class SessionLogs:
         root.addHandler(self.handler)
         if root.level > logging.INFO or root.level == logging.NOTSET:
             root.setLevel(logging.INFO)
+        # The test client's per-request INFO lines are not kept (see the module doc): keep
+        # them out of pytest's captured-log reports too, now that the root is at INFO.
+        self._client_levels: dict[str, int] = {}
+        for name in ("httpx", "httpcore"):
+            client_logger = logging.getLogger(name)
+            self._client_levels[name] = client_logger.level
+            if client_logger.level == logging.NOTSET or client_logger.level < logging.WARNING:
+                client_logger.setLevel(logging.WARNING)
         self.findings: list[Finding] = []
         self.scanned: list[Path] = []
 
@@ -225,6 +233,8 @@ class SessionLogs:
         root = logging.getLogger()
         root.removeHandler(self.handler)
         root.setLevel(self._root_level)
+        for name, level in self._client_levels.items():
+            logging.getLogger(name).setLevel(level)
         self.stream.close()
 
     def scan(self) -> list[Finding]:
