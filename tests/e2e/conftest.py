@@ -34,9 +34,12 @@ class Stack:
 async def stack(platform: RunningPlatform) -> AsyncIterator[Stack]:
     urls: dict[str, str] = {}
     servers = []
-    for name in SERVICE_NAMES:
+    for name in SERVICE_NAMES:  # identity first: the others fetch its JWKS
         rt = platform.runtime(name)
-        server = await serve_app(build_app(platform.definitions[name], rt.settings, runtime=rt))
+        settings = rt.settings
+        if name != "identity":
+            settings = settings.model_copy(update={"identity_url": urls["identity_url"]})
+        server = await serve_app(build_app(platform.definitions[name], settings, runtime=rt))
         servers.append(server)
         urls[f"{name}_url"] = server.url
     identity_settings = platform.runtime("identity").settings

@@ -24,7 +24,11 @@ INTERNAL = {"Authorization": "Bearer test-internal-token"}
 
 def _contact() -> dict[str, object]:
     tag = uuid.uuid4().hex[:8]
-    return {"first_name": "Grace", "last_name": f"Hopper {tag}", "emails": [f"g-{tag}@ex.org"]}
+    return {
+        "first_name": "Grace",
+        "last_name": f"Hopper {tag}",
+        "emails": [{"address": f"g-{tag}@ex.org"}],
+    }
 
 
 async def _status(client: httpx.AsyncClient, method: str, path: str, token: str, **kw) -> int:

@@ -124,19 +124,16 @@ class UserService:
             values["roles"] = roles
         if not values:
             return await self.get(user_id)
+        previous = list(user.roles)  # the UPDATE … RETURNING refreshes ``user`` in place
         updated = await self.repo.update(user_id, **values)
-        if "roles" in values and list(values["roles"]) != list(user.roles):  # type: ignore[call-overload]
+        if "roles" in values and list(updated.roles) != previous:
             # Tokens carry roles: the user's current ones stop working once this commits.
             revoke_subject_on_commit(self.session, self.principal.tenant_id, f"user:{user_id}")
             await emit(
                 self.session,
                 "identity.user.roles_changed",
                 self.principal.tenant_id,
-                {
-                    "user_id": str(user_id),
-                    "roles": list(updated.roles),
-                    "previous": list(user.roles),
-                },
+                {"user_id": str(user_id), "roles": list(updated.roles), "previous": previous},
                 actor=self.principal.subject,
             )
         return to_schema(updated, (await self.repo.team_ids([user_id]))[user_id])
