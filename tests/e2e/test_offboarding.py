@@ -36,6 +36,17 @@ async def _status(client: httpx.AsyncClient, method: str, path: str, token: str,
     return response.status_code
 
 
+async def _client_token(gw: httpx.AsyncClient, client: dict) -> str:
+    basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
+    issued = await gw.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    assert issued.status_code == 200, issued.text
+    return str(issued.json()["access_token"])
+
+
 async def _login(gw: httpx.AsyncClient, signed: dict) -> str:
     email = signed["user"]["email"]
     login = await gw.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
@@ -66,6 +77,12 @@ async def test_deactivated_admin_and_their_api_keys_stop_at_once(
     minted = resolved.json()["access_token"]
     assert await _status(contacts, "GET", "/api/v1/contacts", minted) == 200
     assert await _status(contacts, "POST", "/api/v1/contacts", token, json=_contact()) == 201
+    client = await gw.post(
+        "/api/v1/oauth/clients", json={"name": "etl", "scopes": ["*"]}, headers=bearer(token)
+    )
+    assert client.status_code == 201, client.text
+    client_token = await _client_token(gw, client.json())
+    assert await _status(contacts, "GET", "/api/v1/contacts", client_token) == 200
 
     off = await gw.post(f"/api/v1/users/{admin['user_id']}/deactivate", headers=owner)
     assert off.status_code == 200, off.text
@@ -80,6 +97,16 @@ async def test_deactivated_admin_and_their_api_keys_stop_at_once(
     # the keys they created are revoked with them, and so are tokens minted for those keys
     assert await _status(gw, "GET", "/api/v1/contacts", api_key) == 401
     assert await _status(contacts, "GET", "/api/v1/contacts", minted) == 401
+    assert await _status(contacts, "GET", "/api/v1/contacts", client_token) == 401
+    refused = await gw.post(
+        "/api/v1/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client.json()["client_id"],
+            "client_secret": client.json()["client_secret"],
+        },
+    )
+    assert refused.status_code in (400, 401)
     keys = (await gw.get("/api/v1/api-keys", headers=owner)).json()["data"]
     assert [k["revoked_at"] is not None for k in keys if k["id"] == key.json()["id"]] == [True]
     # the owner is untouched
@@ -124,16 +151,7 @@ async def test_revoked_oauth_client_token_stops(stack: Stack) -> None:
         "/api/v1/oauth/clients", json={"name": "sync", "scopes": ["contacts:read"]}, headers=owner
     )
     assert client.status_code == 201, client.text
-    basic = base64.b64encode(
-        f"{client.json()['client_id']}:{client.json()['client_secret']}".encode()
-    ).decode()
-    issued = await gw.post(
-        "/api/v1/oauth/token",
-        data={"grant_type": "client_credentials"},
-        headers={"Authorization": f"Basic {basic}"},
-    )
-    assert issued.status_code == 200, issued.text
-    token = issued.json()["access_token"]
+    token = await _client_token(gw, client.json())
     assert await _status(gw, "GET", "/api/v1/contacts", token) == 200
     assert await _status(contacts, "GET", "/api/v1/contacts", token) == 200
 

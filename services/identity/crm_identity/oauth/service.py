@@ -96,26 +96,45 @@ class ClientAdmin:
         return [to_schema(r) for r in rows.scalars()]
 
     async def revoke(self, client_row_id: uuid.UUID) -> None:
-        row = await self.session.get(OAuthClient, client_row_id)
+        row = await self.session.get(OAuthClient, client_row_id, with_for_update=True)
         if row is None:
             raise ProblemError(404, "No such OAuth client.")
         if row.revoked_at is None:
-            await self.session.execute(
-                update(OAuthClient)
-                .where(OAuthClient.id == client_row_id)
-                .values(revoked_at=datetime.now(UTC))
-            )
-            # the client's live access tokens end with it
-            revoke_subject_on_commit(
-                self.session, self.principal.tenant_id, f"client:{row.client_id}"
-            )
-            await emit(
-                self.session,
-                "identity.oauth_client.revoked",
-                self.principal.tenant_id,
-                {"client_id": row.client_id},
-                actor=self.principal.subject,
-            )
+            await _revoke(self.session, self.principal, [row])
+
+
+async def revoke_clients_created_by(
+    session: AsyncSession, principal: Principal, user_id: uuid.UUID
+) -> None:
+    """Revoke every live client ``user_id`` created (their deactivation, docs/auth.md)."""
+    rows = (
+        await session.execute(
+            select(OAuthClient)
+            .where(OAuthClient.created_by == user_id, OAuthClient.revoked_at.is_(None))
+            .with_for_update()
+        )
+    ).scalars()
+    await _revoke(session, principal, list(rows))
+
+
+async def _revoke(session: AsyncSession, principal: Principal, rows: list[OAuthClient]) -> None:
+    if not rows:
+        return
+    await session.execute(
+        update(OAuthClient)
+        .where(OAuthClient.id.in_([row.id for row in rows]))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    for row in rows:
+        # the client's live access tokens end with it
+        revoke_subject_on_commit(session, principal.tenant_id, f"client:{row.client_id}")
+        await emit(
+            session,
+            "identity.oauth_client.revoked",
+            principal.tenant_id,
+            {"client_id": row.client_id},
+            actor=principal.subject,
+        )
 
 
 class _Client(ClientMixin):  # type: ignore[misc]

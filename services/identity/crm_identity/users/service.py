@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_identity.api_keys.service import revoke_keys_created_by
 from crm_identity.models import RefreshToken
 from crm_identity.models import User as UserRow
+from crm_identity.oauth.service import revoke_clients_created_by
 from crm_identity.roles import MANAGERS, ensure_may_grant, validate_roles
 from crm_identity.users import schemas
 from crm_identity.users.repository import UserRepository
@@ -154,7 +155,7 @@ class UserService:
             await self._ensure_owner_remains(user, None, status)
             await self.repo.remove_login(user.email, self.principal.tenant_id)
             # A deactivated user's sessions and access tokens end now, and so do the API
-            # keys they created (docs/auth.md "Offboarding").
+            # keys and OAuth clients they created (docs/auth.md "Offboarding a user").
             await self.session.execute(
                 update(RefreshToken)
                 .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
@@ -162,6 +163,7 @@ class UserService:
             )
             revoke_subject_on_commit(self.session, self.principal.tenant_id, f"user:{user_id}")
             await revoke_keys_created_by(self.session, self.principal, user_id)
+            await revoke_clients_created_by(self.session, self.principal, user_id)
         updated = await self.repo.update(user_id, status=status)
         await emit(
             self.session,
