@@ -16,8 +16,9 @@ Per proxied request:
    an unknown tenant is 401.
 4. Rate limits per principal and per tenant (limits from the access answer), consumed
    in one Redis call; 429 + ``Retry-After`` when exceeded. The same call checks
-   identity's revoked-token marker ``crm:t:<tenant>:revoked-jti:<jti>`` (RFC 7009
-   revocation, logout): a revoked token is 401 (not checked while Redis is down).
+   identity's revocation markers (``crm_lib.revocation``: the token's jti, its session,
+   its subject's not-before time): a revoked token is 401 (not checked while Redis is
+   down).
 5. Tenant status: ``provisioning`` 409 (except ``provisioning_readable_paths``),
    ``suspended`` reads only (writes 403 ``…/tenant-suspended``), ``pending_deletion``
    only ``/api/v1/billing…`` and ``/api/v1/tenant…`` (pay or export), ``deleted`` 403.
