@@ -8,8 +8,9 @@ that file and every other ``*.log`` file under the session's temp directory (the
 PostgreSQL, NATS and Redis logs under the servers dir, ``crm up`` process logs, ...) for:
 
 - JWTs (``eyJ...``), API keys (``crm_live_`` / ``crm_test_`` with their secret part),
-  identity's opaque tokens (refresh, invitation, reset: ``<tenant hex>.<43 chars>``)
-  and credentials in URLs (``scheme://user:password@``);
+  identity's opaque tokens (refresh, invitation, reset: ``<tenant hex>.<43 chars>``),
+  OAuth client secrets (48 mixed-case alphanumerics) and credentials in URLs
+  (``scheme://user:password@``);
 - literal secrets the suites registered with :func:`remember_secret` (passwords of the
   factories, sensitive custom-field values, the test platform's internal tokens).
 
@@ -50,6 +51,12 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     # (refresh tokens, invitation and password-reset tokens).
     "opaque token": re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{32}\.[A-Za-z0-9]{43}(?![A-Za-z0-9])"),
     "url credentials": re.compile(r"[a-z][a-z0-9+.-]*://[^\s/:@\"']*:[^\s/@\"']+@"),
+    # crm_identity.oauth: client secrets are random_secret(48), mixed-case alphanumerics
+    # (a hex digest never has an upper-case letter).
+    "oauth client secret": re.compile(
+        r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9]{0,47}[A-Z])(?=[A-Za-z0-9]{0,47}[a-z])"
+        r"[A-Za-z0-9]{48}(?![A-Za-z0-9_-])"
+    ),
 }
 
 #: Shorter literals are not tracked: they would match ordinary words.

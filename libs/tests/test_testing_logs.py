@@ -36,6 +36,7 @@ FAKE_API_KEY = "crm_" + "live_" + "AbCdEfGh1234" + "_" + "x" * 32 + "Zz0000"
 FAKE_REFRESH = "0123456789abcdef" * 2 + "." + "Q" * 43
 FAKE_URL = "redis://default:" + "hunter2hunter2" + "@127.0.0.1:6379/0"
 FAKE_PASSWORD = "Fake-Password-" + "for-the-scan-42"
+FAKE_CLIENT_SECRET = "aB3" * 16
 
 
 @pytest.fixture
@@ -69,13 +70,14 @@ def test_scanner_finds_every_kind_without_showing_it(outside: Path) -> None:
         service_log.info("refresh", token=FAKE_REFRESH)  # line 4
         service_log.info("config", redis_url=FAKE_URL)  # line 5
         service_log.error("login.failed", body={"password": FAKE_PASSWORD + "é"})  # line 6
+        service_log.info("oauth", client_secret=FAKE_CLIENT_SECRET)  # line 7
         # And a stdlib record, as the plugin writes them (private logger: not this session's).
         lib = logging.getLogger("crm.tests.leaky")
         lib.propagate = False
         handler = json_file_handler(handle)
         lib.addHandler(handler)
         try:
-            lib.warning("token %s", FAKE_JWT)  # line 7
+            lib.warning("token %s", FAKE_JWT)  # line 8
         finally:
             lib.removeHandler(handler)
     scanner = SecretScanner([FAKE_PASSWORD])
@@ -87,12 +89,20 @@ def test_scanner_finds_every_kind_without_showing_it(outside: Path) -> None:
         (4, "opaque token"),
         (5, "url credentials"),
         (6, "known secret (password, client secret or sensitive value)"),
-        (7, "jwt"),
+        (7, "oauth client secret"),
+        (8, "jwt"),
     }
     for finding in findings:
         shown = str(finding)
         assert str(log_path) in shown
-        for secret in (FAKE_JWT, FAKE_API_KEY, FAKE_REFRESH, FAKE_URL, FAKE_PASSWORD):
+        for secret in (
+            FAKE_JWT,
+            FAKE_API_KEY,
+            FAKE_REFRESH,
+            FAKE_URL,
+            FAKE_PASSWORD,
+            FAKE_CLIENT_SECRET,
+        ):
             assert secret not in shown
 
 
@@ -119,11 +129,19 @@ def test_patterns_leave_ordinary_lines_alone() -> None:
         '{"event": "http.unhandled", "path": "/api/v1/contacts", "error": "ValueError"}',
         '{"url": "postgresql://127.0.0.1:5432/crm", "event": "db"}',
         '{"event": "tenant", "id": "0123456789abcdef0123456789abcdef"}',
+        '{"event": "hash", "sha256": "' + "0123456789abcdef" * 4 + '"}',
+        '{"event": "client", "client_id": "crmc_AbCdEfGhIjKlMnOpQrStUvWx"}',
     ]
     scanner = SecretScanner(["Correct-Horse-42-battery"])
     for line in ordinary:
         assert scanner.scan_line(line) == [], line
-    assert set(PATTERNS) == {"jwt", "api key", "opaque token", "url credentials"}
+    assert set(PATTERNS) == {
+        "jwt",
+        "api key",
+        "opaque token",
+        "url credentials",
+        "oauth client secret",
+    }
 
 
 INNER_TEST = textwrap.dedent(
