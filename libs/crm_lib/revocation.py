@@ -224,25 +224,32 @@ def is_revoked(not_before: Any, issued_at: float) -> bool:
 class AccessCheck:
     """The per-request check every service runs after verifying a token: one Redis MGET."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, retry_seconds: float = 2.0) -> None:
         self.redis = redis
-        self._down_logged = False
+        self.retry_seconds = retry_seconds
+        # while Redis is away, skip the check until this monotonic time (no request waits
+        # on a dead server's timeout more than once per retry period)
+        self._retry_at = 0.0
 
     async def _read(self, principal: Principal) -> tuple[bool, str | None] | None:
         """(revoked, tenant status or None), or None while Redis is unreachable."""
         markers, nb_key = revocation_keys(
             principal.tenant_id, principal.token_id, principal.session_id, principal.subject
         )
+        if self._retry_at and time.monotonic() < self._retry_at:
+            return None
         try:
             values = await self.redis.mget(
                 [*markers, nb_key, tenant_status_key(principal.tenant_id)]
             )
         except Exception as exc:  # Redis away: documented fail-open
-            if not self._down_logged:
+            if not self._retry_at:
                 log.warning("auth.access_check_unavailable", error=type(exc).__name__)
-                self._down_logged = True
+            self._retry_at = time.monotonic() + self.retry_seconds
             return None
-        self._down_logged = False
+        if self._retry_at:
+            log.info("auth.access_check_recovered")
+            self._retry_at = 0.0
         *marked, not_before, status = values
         revoked = any(v is not None for v in marked) or is_revoked(not_before, principal.issued_at)
         if isinstance(status, bytes):
