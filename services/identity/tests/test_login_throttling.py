@@ -259,3 +259,29 @@ def test_forwarded_proof_checks() -> None:
     assert client_address(fresh, "10.0.0.1", "s3cret") == "192.0.2.7"
     assert client_address({"x-forwarded-for": "192.0.2.7"}, "10.0.0.1", "s3cret") == "10.0.0.1"
     assert client_address(fresh, "10.0.0.1", None) == "10.0.0.1"
+
+
+async def test_throttle_rules_hold_in_process_when_redis_is_away(
+    platform: RunningPlatform,
+) -> None:
+    """Fail-open like every limit, but still back-off: nothing listens on the Redis port."""
+    from redis.asyncio import Redis
+
+    from crm_identity.sessions.throttle import LoginThrottle
+    from crm_lib.devstack import free_port
+
+    settings = identity_of(platform.runtime("identity")).settings.model_copy(
+        update={"login_free_failures": 3, "login_backoff_base_seconds": 60.0}
+    )
+    dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+    throttle = LoginThrottle(settings, dead)
+    try:
+        decisions = [await throttle.begin("a@example.com", "192.0.2.1") for _ in range(4)]
+        assert [d.allowed for d in decisions] == [True, True, True, False]
+        assert 55 <= decisions[-1].retry_after <= 60
+        assert (await throttle.begin("a@example.com", "192.0.2.2")).allowed  # other address
+        assert (await throttle.begin("b@example.com", "192.0.2.1")).allowed  # other account
+        await throttle.success("a@example.com", "192.0.2.1")
+        assert (await throttle.begin("a@example.com", "192.0.2.1")).allowed
+    finally:
+        await dead.aclose()
