@@ -122,6 +122,9 @@ def migrate(
     all_: Annotated[bool, typer.Option("--all", help="every service")] = False,
     platform_only: bool = typer.Option(False, help="only databases and platform tracks"),
     concurrency: int | None = typer.Option(None, help="tenant schemas migrated in parallel"),
+    streams_too: bool = typer.Option(
+        False, "--streams", help="then declare the streams and export bucket (NATS admin)"
+    ),
 ) -> None:
     """Create service databases, upgrade platform tracks, then every lagging tenant schema."""
     from crm_lib.migrations import migrate_tenants
@@ -155,6 +158,8 @@ def migrate(
         return failures
 
     failures = asyncio.run(main())
+    if streams_too:
+        streams()
     if failures:
         typer.echo(f"{failures} tenant schema(s) failed; fix them and rerun to resume", err=True)
         raise typer.Exit(1)

@@ -267,9 +267,10 @@ def test_default_render_has_expected_objects(default_docs) -> None:
         "Deployment": len(COMPONENTS) + len(SERVICES),
         "Service": len(COMPONENTS),
         "ConfigMap": 2,  # config + migrations hook copy
-        "Secret": 3,  # secrets, database, migrations hook copy
+        "Secret": 5,  # secrets, database, nats, redis, migrations hook copy
         "ServiceAccount": 2,  # runtime + migrations hook copy
         "Job": 1,
+        "NetworkPolicy": 2,  # on by default: same-release + gateway
     }
     assert set(by_kind(default_docs, "Deployment")) == {name(c) for c in COMPONENTS} | {
         name(f"{s}-worker") for s in SERVICES
@@ -426,12 +427,11 @@ def test_gateway_env_has_upstream_urls(default_docs) -> None:
 
 def test_configmap_and_secret_env(default_docs, full_docs) -> None:
     cm = one(default_docs, "ConfigMap", name("config"))["data"]
-    assert cm == {
+    assert cm == {  # CRM_REDIS_URL carries a password: pod env, never the ConfigMap
         "CRM_ENVIRONMENT": "production",
         "CRM_LOG_LEVEL": "INFO",
         "CRM_BILLING_MODE": "local",
         "CRM_NATS_URL": "nats://nats:4222",
-        "CRM_REDIS_URL": "redis://redis:6379/0",
         "CRM_SMTP_PORT": "587",
         "CRM_SMTP_STARTTLS": "true",
         "CRM_SMTP_FROM": "CRM <no-reply@crm.example>",
@@ -467,7 +467,8 @@ def test_existing_secret_replaces_chart_secret(chart) -> None:
     secrets = by_kind(docs, "Secret")
     assert name("secrets") not in secrets
     assert name("database") not in secrets
-    assert name("migrations") not in secrets  # nothing chart-managed left to copy
+    # only the NATS admin password (the Job declares the streams) is left to copy
+    assert set(secret_strings(secrets[name("migrations")])) == {"CRM_NATS_ADMIN_PASSWORD"}
     for ref, pod in pod_specs(docs):
         assert {"secretRef": {"name": "crm-prod"}} in pod["containers"][0]["envFrom"], ref
     identity = one(docs, "Deployment", name("identity"))
@@ -489,11 +490,31 @@ def test_database_secret_wiring_default(default_docs) -> None:
             assert env_values(deploy)["CRM_SERVICE_NAME"] == svc
 
 
+def test_database_urls_always_carry_a_password(chart, default_docs) -> None:
+    """A URL without a password gets the chart's (generated once, kept; also under
+    `password` for the PostgreSQL server), the same in the hook copy the Job reads."""
+    db_secret = secret_strings(one(default_docs, "Secret", name("database")))
+    password = db_secret["password"]
+    assert len(password) >= 32
+    hook = secret_strings(one(default_docs, "Secret", name("migrations")))
+    for svc in SERVICES:
+        key = f"CRM_{svc.upper()}_DATABASE_URL"
+        assert db_secret[key] == f"postgresql://crm:{password}@postgresql:5432/postgres"
+        assert hook[key] == db_secret[key]
+    given = render(chart, {"database": {"password": "given-pw"}})
+    db_secret = secret_strings(one(given, "Secret", name("database")))
+    assert db_secret["password"] == "given-pw"
+    assert db_secret["CRM_IDENTITY_DATABASE_URL"] == (
+        "postgresql://crm:given-pw@postgresql:5432/postgres"
+    )
+
+
 def test_database_secret_wiring_split_clusters(full_docs) -> None:
     db_secret = secret_strings(one(full_docs, "Secret", name("database")))
     assert db_secret["CRM_SALES_DATABASE_URL"] == "postgresql://crm:pw@pg-sales:5432/postgres"
     assert db_secret["CRM_IDENTITY_DATABASE_URL"] == "postgresql://crm:pw@pg-main:5432/postgres"
     assert "CRM_SUPPORT_DATABASE_URL" not in db_secret  # comes from its existing Secret
+    assert "password" not in db_secret  # every URL brought its own
 
     sales = one(full_docs, "Deployment", name("sales"))
     assert env_values(sales)["CRM_DATABASE_NAME"] == "sales_db"
@@ -509,20 +530,31 @@ def test_checksum_annotations_roll_pods_on_config_change(chart, default_docs) ->
         deploy = one(docs, "Deployment", name("identity"))
         return deploy["spec"]["template"]["metadata"]["annotations"]
 
-    # A fixed internal token: without a cluster to read the live Secret back from, a
-    # generated one differs per render (in a cluster `lookup` keeps it stable).
+    # A fixed internal token and passwords: without a cluster to read the live Secrets back
+    # from, generated ones differ per render (in a cluster `lookup` keeps them stable).
     fixed = {"internalToken": "fixed-internal-token"}
-    base = checksums(render(chart, {"secrets": fixed}))
-    changed_config = checksums(render(chart, {"config": {"logLevel": "DEBUG"}, "secrets": fixed}))
+    pinned = {
+        "nats": {"auth": {"passwords": {u: f"{u}-pw" for u in ("admin", *SERVICES)}}},
+        "redis": {"auth": {"password": "redis-pw"}},
+        "database": {"password": "db-pw"},
+    }
+
+    def render_pinned(values: dict[str, Any]) -> list[dict]:
+        merged = copy.deepcopy(pinned)
+        for key, value in values.items():
+            merged[key] = {**merged.get(key, {}), **value}
+        return render(chart, merged)
+
+    base = checksums(render_pinned({"secrets": fixed}))
+    changed_config = checksums(render_pinned({"config": {"logLevel": "DEBUG"}, "secrets": fixed}))
     assert changed_config["checksum/config"] != base["checksum/config"]
     assert changed_config["checksum/secrets"] == base["checksum/secrets"]
     changed_secret = checksums(
-        render(chart, {"secrets": {**fixed, "stripeSecretKey": "sk_live_x"}})
+        render_pinned({"secrets": {**fixed, "stripeSecretKey": "sk_live_x"}})
     )
     assert changed_secret["checksum/secrets"] != base["checksum/secrets"]
     changed_db = checksums(
-        render(
-            chart,
+        render_pinned(
             {
                 "components": {"identity": {"database": {"url": "postgresql://x/y"}}},
                 "secrets": fixed,
@@ -530,6 +562,116 @@ def test_checksum_annotations_roll_pods_on_config_change(chart, default_docs) ->
         )
     )
     assert changed_db["checksum/secrets"] != base["checksum/secrets"]
+    nats_pw = copy.deepcopy(pinned["nats"])
+    nats_pw["auth"]["passwords"]["contacts"] = "rotated"
+    changed_nats = checksums(render_pinned({"nats": nats_pw, "secrets": fixed}))
+    assert changed_nats["checksum/secrets"] != base["checksum/secrets"]
+
+
+# --------------------------------------------------------------------------- NATS users, Redis
+
+
+def _secret_ref(doc: dict, env_name: str) -> dict:
+    return env_of(doc)[env_name]["valueFrom"]["secretKeyRef"]
+
+
+def test_nats_users_per_service(default_docs) -> None:
+    """Every service's pods run as its own NATS user, whose rights in the rendered
+    nats-server auth.conf are exactly crm_lib.events.nats_permissions."""
+    import json
+
+    from crm_lib.events import NATS_ADMIN_USER, nats_permissions
+
+    nats_secret = secret_strings(one(default_docs, "Secret", name("nats")))
+    conf = nats_secret.pop("auth.conf")
+    passwords = {k: v for k, v in nats_secret.items()}
+    assert set(passwords) == {"CRM_NATS_ADMIN_PASSWORD"} | {
+        f"CRM_NATS_{svc.upper()}_PASSWORD" for svc in SERVICES
+    }
+    assert len(set(passwords.values())) == len(passwords)  # one password per user
+    assert all(len(pw) >= 32 for pw in passwords.values())
+
+    body = "\n".join(line for line in conf.splitlines() if not line.startswith("#"))
+    users = {u["user"]: u for u in json.loads(body.removeprefix("authorization:"))["users"]}
+    assert set(users) == {NATS_ADMIN_USER, *SERVICES}
+    assert "permissions" not in users[NATS_ADMIN_USER]  # streams, dead letters
+    assert users[NATS_ADMIN_USER]["password"] == passwords["CRM_NATS_ADMIN_PASSWORD"]
+    for svc in SERVICES:
+        assert users[svc]["permissions"] == nats_permissions(svc), svc
+        assert users[svc]["password"] == passwords[f"CRM_NATS_{svc.upper()}_PASSWORD"]
+        for deploy in (name(svc), name(f"{svc}-worker")):
+            doc = one(default_docs, "Deployment", deploy)
+            assert env_values(doc)["CRM_NATS_USER"] == svc
+            assert _secret_ref(doc, "CRM_NATS_PASSWORD") == {
+                "name": name("nats"),
+                "key": f"CRM_NATS_{svc.upper()}_PASSWORD",
+            }
+    gateway = one(default_docs, "Deployment", name("gateway"))
+    assert "CRM_NATS_USER" not in env_of(gateway)
+    assert "CRM_NATS_PASSWORD" not in env_of(gateway)
+    # No pod gets the NATS passwords through envFrom (only its own, by key).
+    for secret_name in (name("secrets"), name("config")):
+        for kind in ("Secret", "ConfigMap"):
+            obj = by_kind(default_docs, kind).get(secret_name)
+            if obj:
+                data = obj.get("stringData") or obj.get("data") or {}
+                assert not [k for k in data if k.startswith("CRM_NATS_") and "PASS" in k]
+
+    # The migrations Job declares the streams as the admin, from its hook copy.
+    job = one(default_docs, "Job", name("migrations"))
+    assert env_values(job)["CRM_NATS_USER"] == NATS_ADMIN_USER
+    ref = _secret_ref(job, "CRM_NATS_PASSWORD")
+    assert ref == {"name": name("migrations"), "key": "CRM_NATS_ADMIN_PASSWORD"}
+    hook = secret_strings(one(default_docs, "Secret", name("migrations")))
+    assert hook["CRM_NATS_ADMIN_PASSWORD"] == passwords["CRM_NATS_ADMIN_PASSWORD"]
+
+
+def test_nats_auth_existing_secret_and_given_passwords(chart) -> None:
+    docs = render(chart, {"nats": {"auth": {"existingSecret": "nats-creds"}}})
+    assert name("nats") not in by_kind(docs, "Secret")
+    contacts = one(docs, "Deployment", name("contacts-worker"))
+    assert _secret_ref(contacts, "CRM_NATS_PASSWORD") == {
+        "name": "nats-creds",
+        "key": "CRM_NATS_CONTACTS_PASSWORD",
+    }
+    job = one(docs, "Job", name("migrations"))
+    assert _secret_ref(job, "CRM_NATS_PASSWORD")["name"] == "nats-creds"
+
+    docs = render(chart, {"nats": {"auth": {"passwords": {"sales": "sales-pw"}}}})
+    nats_secret = secret_strings(one(docs, "Secret", name("nats")))
+    assert nats_secret["CRM_NATS_SALES_PASSWORD"] == "sales-pw"
+
+
+def test_redis_password(chart, default_docs, full_docs) -> None:
+    redis_secret = secret_strings(one(default_docs, "Secret", name("redis")))
+    password = redis_secret["redis-password"]
+    assert len(password) >= 32
+    for component in COMPONENTS:
+        doc = one(default_docs, "Deployment", name(component))
+        names = [e["name"] for e in container(doc)["env"]]
+        # defined before the URL that refers to it
+        assert names.index("CRM_REDIS_PASSWORD") < names.index("CRM_REDIS_URL")
+        assert _secret_ref(doc, "CRM_REDIS_PASSWORD") == {
+            "name": name("redis"),
+            "key": "redis-password",
+        }
+        assert env_values(doc)["CRM_REDIS_URL"] == ("redis://:$(CRM_REDIS_PASSWORD)@redis:6379/0")
+    # secrets.redisUrl carries its own password: used as it is.
+    assert name("redis") not in by_kind(full_docs, "Secret")
+    assert "CRM_REDIS_URL" not in env_of(one(full_docs, "Deployment", name("gateway")))
+
+    docs = render(
+        chart, {"redis": {"auth": {"existingSecret": "redis-auth", "existingSecretKey": "pw"}}}
+    )
+    assert name("redis") not in by_kind(docs, "Secret")
+    assert _secret_ref(one(docs, "Deployment", name("sales")), "CRM_REDIS_PASSWORD") == {
+        "name": "redis-auth",
+        "key": "pw",
+    }
+
+
+def test_network_policy_is_on_by_default(default_docs) -> None:
+    assert set(by_kind(default_docs, "NetworkPolicy")) == {name("gateway"), name("same-release")}
 
 
 # --------------------------------------------------------------------------- migrations hook
@@ -548,7 +690,7 @@ def test_migrations_job(default_docs) -> None:
     assert spec["activeDeadlineSeconds"] > 0
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
     c = container(job)
-    assert c["command"] + c["args"] == ["crm", "migrate", "--all"]
+    assert c["command"] + c["args"] == ["crm", "migrate", "--all", "--streams"]
 
     # Same configuration as the services, taken from hook copies that exist
     # before pre-install hooks run (the release's own objects do not yet).

@@ -109,7 +109,7 @@ CRM_ENVIRONMENT: {{ .Values.config.environment | quote }}
 CRM_LOG_LEVEL: {{ .Values.config.logLevel | quote }}
 CRM_BILLING_MODE: {{ .Values.config.billingMode | quote }}
 CRM_NATS_URL: {{ .Values.config.natsUrl | quote }}
-{{- if and .Values.config.redisUrl (not .Values.secrets.redisUrl) }}
+{{- if and .Values.config.redisUrl (not .Values.secrets.redisUrl) (not (include "crm.redisAuth" .)) }}
 CRM_REDIS_URL: {{ .Values.config.redisUrl | quote }}
 {{- end }}
 {{- with .Values.config.otlpEndpoint }}
@@ -147,15 +147,7 @@ CRM_SMTP_FROM: {{ . | quote }}
 {{- with $s.redisUrl }}{{ $_ := set $data "CRM_REDIS_URL" . }}{{ end -}}
 {{- /* Platform-internal bearer token (gateway -> identity). When not given it is generated
      once and kept across upgrades (read back from the live Secret). */ -}}
-{{- $internal := $s.internalToken -}}
-{{- if not $internal -}}
-{{- $live := lookup "v1" "Secret" .Release.Namespace (include "crm.chartSecretName" .) -}}
-{{- if and $live $live.data (hasKey $live.data "CRM_INTERNAL_TOKEN") -}}
-{{- $internal = index $live.data "CRM_INTERNAL_TOKEN" | b64dec -}}
-{{- else -}}
-{{- $internal = randAlphaNum 48 -}}
-{{- end -}}
-{{- end -}}
+{{- $internal := include "crm.stableSecret" (dict "root" . "secret" (include "crm.chartSecretName" .) "key" "CRM_INTERNAL_TOKEN" "value" $s.internalToken "length" 48) -}}
 {{- $_ := set $data "CRM_INTERNAL_TOKEN" $internal -}}
 {{- with $s.operatorToken }}{{ $_ := set $data "CRM_OPERATOR_TOKEN" . }}{{ end -}}
 {{- with $s.smtpPassword }}{{ $_ := set $data "CRM_SMTP_PASSWORD" . }}{{ end -}}
@@ -204,16 +196,188 @@ key: {{ $key }}
 {{- if not $url -}}
 {{- fail (printf "components.%s: set database.url, components.%s.database.url or an existingSecret" $svc $svc) -}}
 {{- end }}
-{{ printf "CRM_%s_DATABASE_URL" (upper $svc) }}: {{ $url | quote }}
+{{ printf "CRM_%s_DATABASE_URL" (upper $svc) }}: {{ include "crm.databaseUrlWithPassword" (dict "root" $root "url" $url) | quote }}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- if include "crm.databasePasswordUsed" . }}
+password: {{ include "crm.databasePassword" . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A generated secret value that is the same in every template of one render (the
+release's Secrets and their hook copies): the given value, else the live Secret's
+(kept across upgrades), else random.
+Input: (dict "root" $ "secret" "<Secret name>" "key" "<key>" "value" "<given>" ["length" n]).
+*/}}
+{{- define "crm.stableSecret" -}}
+{{- if .value -}}
+{{- .value -}}
+{{- else -}}
+{{- if not (hasKey .root.Values "crmGeneratedSecrets") -}}
+{{- $_ := set .root.Values "crmGeneratedSecrets" dict -}}
+{{- end -}}
+{{- $cache := index .root.Values "crmGeneratedSecrets" -}}
+{{- $id := printf "%s/%s" .secret .key -}}
+{{- if not (hasKey $cache $id) -}}
+{{- $live := lookup "v1" "Secret" .root.Release.Namespace .secret -}}
+{{- if and $live $live.data (hasKey $live.data .key) -}}
+{{- $_ := set $cache $id (index $live.data .key | b64dec) -}}
+{{- else -}}
+{{- $_ := set $cache $id (randAlphaNum (.length | default 32)) -}}
+{{- end -}}
+{{- end -}}
+{{- index $cache $id -}}
+{{- end -}}
+{{- end -}}
+
+{{/* PostgreSQL password: database.password, else generated once and kept. */}}
+{{- define "crm.databasePassword" -}}
+{{- include "crm.stableSecret" (dict "root" . "secret" (include "crm.databaseSecretName" .) "key" "password" "value" .Values.database.password) -}}
+{{- end -}}
+
+{{/* Does any chart-managed database URL lack a password (so the chart adds its own)? */}}
+{{- define "crm.databasePasswordUsed" -}}
+{{- $root := . -}}
+{{- range $svc := splitList " " (include "crm.enabledServices" .) -}}
+{{- if $svc -}}
+{{- $db := (index $root.Values.components $svc).database | default dict -}}
+{{- if not (or $db.existingSecret $root.Values.database.existingSecret) -}}
+{{- $url := $db.url | default $root.Values.database.url -}}
+{{- if and $url (not (contains ":" ((urlParse $url).userinfo | default ""))) -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A database URL with the chart's password when it carries none (never trust/no auth).
+Input: (dict "root" $ "url" "<url>"). */}}
+{{- define "crm.databaseUrlWithPassword" -}}
+{{- $u := urlParse .url -}}
+{{- if contains ":" ($u.userinfo | default "") -}}
+{{- .url -}}
+{{- else -}}
+{{- $user := $u.userinfo | default "postgres" -}}
+{{- $_ := set $u "userinfo" (printf "%s:%s" $user (include "crm.databasePassword" .root)) -}}
+{{- urlJoin $u -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Redis with a password: the chart puts it into CRM_REDIS_URL (unless secrets.redisUrl
+gives the whole URL). */}}
+{{- define "crm.redisAuth" -}}
+{{- if and .Values.redis.auth.enabled .Values.config.redisUrl (not .Values.secrets.redisUrl) -}}true{{- end -}}
+{{- end -}}
+{{- define "crm.redisSecretName" -}}
+{{- .Values.redis.auth.existingSecret | default (printf "%s-redis" (include "crm.fullname" .)) -}}
+{{- end -}}
+{{- define "crm.redisPassword" -}}
+{{- include "crm.stableSecret" (dict "root" . "secret" (printf "%s-redis" (include "crm.fullname" .)) "key" "redis-password" "value" .Values.redis.auth.password) -}}
+{{- end -}}
+
+{{/* Redis env: the password from its Secret, and the URL built around it. */}}
+{{- define "crm.redisEnv" -}}
+{{- if include "crm.redisAuth" . -}}
+{{- $u := urlParse .Values.config.redisUrl -}}
+{{- $_ := set $u "userinfo" ":$(CRM_REDIS_PASSWORD)" }}
+- name: CRM_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "crm.redisSecretName" . }}
+      key: {{ .Values.redis.auth.existingSecretKey | default "redis-password" }}
+- name: CRM_REDIS_URL
+  value: {{ urlJoin $u | replace "%28" "(" | replace "%29" ")" | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+NATS: one user per service, publish rights limited to its own subjects
+(mirrors crm_lib.events.nats_permissions; tests/helm compares the two).
+*/}}
+{{- define "crm.natsSecretName" -}}
+{{- .Values.nats.auth.existingSecret | default (printf "%s-nats" (include "crm.fullname" .)) -}}
+{{- end -}}
+{{- define "crm.natsPassword" -}}
+{{- $key := printf "CRM_NATS_%s_PASSWORD" (upper .user | replace "-" "_") -}}
+{{- include "crm.stableSecret" (dict "root" .root "secret" (printf "%s-nats" (include "crm.fullname" .root)) "key" $key "value" (index .root.Values.nats.auth.passwords .user | default "")) -}}
+{{- end -}}
+{{- define "crm.natsPermissions" -}}
+{{- $svc := .service -}}
+{{- $bucket := "OBJ_crm-exports" -}}
+{{- $allow := list
+  (printf "crm.*.%s.>" $svc)
+  (printf "crmdlq.%s.>" $svc)
+  "$O.crm-exports.>"
+  "$JS.API.INFO"
+  "$JS.API.STREAM.NAMES"
+  "$JS.API.STREAM.LIST"
+  "$JS.API.STREAM.INFO.*"
+  (printf "$JS.API.STREAM.MSG.GET.%s" $bucket)
+  (printf "$JS.API.DIRECT.GET.%s" $bucket)
+  (printf "$JS.API.DIRECT.GET.%s.>" $bucket)
+  (printf "$JS.API.STREAM.PURGE.%s" $bucket)
+  "$JS.API.CONSUMER.CREATE.CRM_EVENTS.>"
+  "$JS.API.CONSUMER.DURABLE.CREATE.CRM_EVENTS.*"
+  "$JS.API.CONSUMER.INFO.CRM_EVENTS.*"
+  "$JS.API.CONSUMER.MSG.NEXT.CRM_EVENTS.*"
+  (printf "$JS.API.CONSUMER.CREATE.%s" $bucket)
+  (printf "$JS.API.CONSUMER.CREATE.%s.>" $bucket)
+  (printf "$JS.API.CONSUMER.INFO.%s.*" $bucket)
+  (printf "$JS.API.CONSUMER.DELETE.%s.*" $bucket)
+  "$JS.ACK.>"
+  "$JS.FC.>" -}}
+{{- dict "publish" (dict "allow" $allow) "subscribe" (dict "allow" (list "_INBOX.>" (printf "crm.*.%s.>" $svc))) | toJson -}}
+{{- end -}}
+
+{{/* nats-server `authorization` block (include it in the NATS server's config). */}}
+{{- define "crm.natsAuthConf" -}}
+{{- $root := . -}}
+{{- $users := list (dict "user" .Values.nats.auth.adminUser "password" (include "crm.natsPassword" (dict "root" $root "user" "admin"))) -}}
+{{- range $svc := splitList " " (include "crm.serviceNames" .) -}}
+{{- $users = append $users (dict "user" $svc "password" (include "crm.natsPassword" (dict "root" $root "user" $svc)) "permissions" (include "crm.natsPermissions" (dict "service" $svc) | fromJson)) -}}
+{{- end -}}
+# Generated by the crm chart: one NATS user per service (publish only its own subjects)
+# and the admin (streams). Include it in the NATS server's configuration.
+authorization: {{ dict "users" $users | toJson }}
+{{- end -}}
+
+{{/* Chart-managed NATS Secret data: every user's password and auth.conf. */}}
+{{- define "crm.natsSecretData" -}}
+{{- if and .Values.nats.auth.enabled (not .Values.nats.auth.existingSecret) -}}
+{{- $root := . }}
+CRM_NATS_ADMIN_PASSWORD: {{ include "crm.natsPassword" (dict "root" $root "user" "admin") | quote }}
+{{- range $svc := splitList " " (include "crm.serviceNames" .) }}
+{{ printf "CRM_NATS_%s_PASSWORD" (upper $svc) }}: {{ include "crm.natsPassword" (dict "root" $root "user" $svc) | quote }}
+{{- end }}
+auth.conf: {{ include "crm.natsAuthConf" . | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/* A service process's NATS user. Input: (dict "root" $ "name" "<service>"). */}}
+{{- define "crm.natsEnv" -}}
+{{- if .root.Values.nats.auth.enabled }}
+- name: CRM_NATS_USER
+  value: {{ .name | quote }}
+- name: CRM_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "crm.natsSecretName" .root }}
+      key: {{ printf "CRM_NATS_%s_PASSWORD" (upper .name) }}
+{{- end -}}
+{{- end -}}
+
+{{/* Chart-managed Redis Secret data (for the Redis server's requirepass and the URL). */}}
+{{- define "crm.redisSecretData" -}}
+{{- if and (include "crm.redisAuth" .) (not .Values.redis.auth.existingSecret) -}}
+redis-password: {{ include "crm.redisPassword" . | quote }}
 {{- end -}}
 {{- end -}}
 
 {{/* Pod template annotations: config checksums roll pods on config changes. */}}
 {{- define "crm.checksumAnnotations" -}}
 checksum/config: {{ include "crm.configData" . | sha256sum }}
-checksum/secrets: {{ printf "%s\n%s" (include "crm.secretData" .) (include "crm.databaseSecretData" .) | sha256sum }}
+checksum/secrets: {{ printf "%s\n%s\n%s\n%s" (include "crm.secretData" .) (include "crm.databaseSecretData" .) (include "crm.natsSecretData" .) (include "crm.redisSecretData" .) | sha256sum }}
 {{- end -}}
 
 {{/*
@@ -260,7 +424,9 @@ Input: (dict "root" $ "name" "<component>" "worker" bool).
   valueFrom:
     secretKeyRef:
       {{- include "crm.databaseUrlRef" (dict "root" $root "name" .name "hook" false) | nindent 6 }}
+{{- include "crm.natsEnv" (dict "root" $root "name" .name) }}
 {{- end }}
+{{- include "crm.redisEnv" $root }}
 {{- range $k, $v := $plain }}
 - name: {{ $k }}
   value: {{ $v | quote }}
