@@ -12,7 +12,9 @@ PostgreSQL, NATS and Redis logs under the servers dir, ``crm up`` process logs, 
   OAuth client secrets (48 mixed-case alphanumerics) and credentials in URLs
   (``scheme://user:password@``);
 - literal secrets the suites registered with :func:`remember_secret` (passwords of the
-  factories, sensitive custom-field values, the test platform's internal tokens).
+  factories, sensitive custom-field values, the test platform's internal tokens), and
+  those carried by fixture values (:func:`harvest_secrets`: the embedded servers'
+  passwords, ``SecretStr`` settings such as the internal token and NATS passwords).
 
 Any hit fails the session (exit status 1) with a report of the file, the line and the
 kind of secret; the secret itself is never printed. Load it next to ``crm_lib.testing``:
@@ -78,6 +80,43 @@ def remember_secret(value: Any) -> Any:
 
 def remembered_secrets() -> frozenset[str]:
     return frozenset(_secrets)
+
+
+_SECRET_NAME = re.compile(r"password|secret|token|master_key|api_key", re.IGNORECASE)
+
+
+def harvest_secrets(value: Any, *, depth: int = 3, secret: bool = False) -> None:
+    """Remember the secrets a fixture value carries, without knowing its type.
+
+    ``SecretStr`` values (settings' ``internal_token``, ``nats_password``, ...), and the
+    strings under a name that says password/secret/token: the embedded servers'
+    ``password``/``admin_password``, the NATS ``passwords`` per service, their users.
+    """
+    if depth < 0 or value is None or isinstance(value, (int, float, bool, bytes)):
+        return
+    from pydantic import BaseModel, SecretStr
+
+    if isinstance(value, str):
+        if secret:
+            remember_secret(value)
+        return
+    if isinstance(value, SecretStr):
+        remember_secret(value.get_secret_value())
+        return
+    if isinstance(value, BaseModel):
+        items = [(name, getattr(value, name, None)) for name in type(value).model_fields]
+    elif isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = [("", item) for item in value]
+    else:
+        attributes = getattr(value, "__dict__", None)
+        if not isinstance(attributes, dict):
+            return
+        items = list(attributes.items())
+    for name, item in items[:200]:
+        named = secret or bool(_SECRET_NAME.search(str(name)))
+        harvest_secrets(item, depth=depth - 1, secret=named)
 
 
 def _strings(line: str) -> Iterator[str]:
@@ -276,6 +315,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from crm_lib.telemetry import setup_logging
 
     setup_logging(PlatformSettings(service_name="tests", log_level="WARNING", log_json=True))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: Any) -> Any:
+    """Every fixture value's secrets (server passwords, settings' tokens) are watched."""
+    result = yield
+    try:
+        harvest_secrets(result)
+    except Exception:  # noqa: S110 - never break a fixture over the scan's bookkeeping
+        pass
+    return result
 
 
 @pytest.hookimpl(trylast=True)

@@ -237,3 +237,40 @@ def test_log_lines_reach_the_sink_not_only_stderr() -> None:
     finally:
         remove()
     assert "sink.probe" in sink.getvalue()
+
+
+def test_fixture_values_give_their_secrets() -> None:
+    from dataclasses import dataclass as plain
+
+    from pydantic import BaseModel, SecretStr
+
+    from crm_lib.testing_logs import harvest_secrets, remembered_secrets
+
+    @plain
+    class User:
+        name: str
+        password: str
+
+    @plain
+    class Server:
+        url: str
+        admin_password: str
+        passwords: dict[str, str]
+        users: list[User]
+
+    class Settings(BaseModel):
+        service_name: str
+        internal_token: SecretStr
+
+    tag = os.urandom(6).hex()
+    server = Server(
+        url="nats://127.0.0.1:4222",
+        admin_password=f"admin-{tag}",
+        passwords={"contacts": f"contacts-{tag}"},
+        users=[User(name=f"user-name-{tag}", password=f"user-pw-{tag}")],
+    )
+    harvest_secrets(server)
+    harvest_secrets(Settings(service_name=f"service-{tag}", internal_token=SecretStr(f"tok-{tag}")))
+    known = remembered_secrets()
+    assert {f"admin-{tag}", f"contacts-{tag}", f"user-pw-{tag}", f"tok-{tag}"} <= known
+    assert not {f"user-name-{tag}", f"service-{tag}", "nats://127.0.0.1:4222"} & known
