@@ -28,6 +28,15 @@ from crm_identity.models import Tenant as TenantRow
 from crm_identity.oauth import schemas as oauth_schemas
 from crm_identity.oauth.service import ClientAdmin, introspect, revoke, token_response
 from crm_identity.plans import PLANS, Plan
+from crm_identity.problems import (
+    FORBIDDEN,
+    INVALID_LOGIN,
+    NOT_YOURS,
+    SIGNUP_RACE,
+    TENANT_CLOSED,
+    TOO_MANY_FROM_ADDRESS,
+    VALIDATION,
+)
 from crm_identity.security import password_problems, sha256_hex, tenant_of_token
 from crm_identity.sessions import schemas as session_schemas
 from crm_identity.signup import schemas as signup_schemas
@@ -73,6 +82,7 @@ class SignupController(Controller):
             "suffix. Too many taken slugs from one client address in an hour: 429."
         ),
         cache_control=NO_STORE,
+        responses={409: SIGNUP_RACE, 422: VALIDATION, 429: TOO_MANY_FROM_ADDRESS},
     )
     async def signup(
         self,
@@ -112,6 +122,7 @@ class AuthController(Controller):
             "client address."
         ),
         cache_control=NO_STORE,
+        responses={401: INVALID_LOGIN, 403: TENANT_CLOSED, 429: TOO_MANY_FROM_ADDRESS},
     )
     async def login(
         self,
@@ -468,14 +479,14 @@ class TeamController(Controller):
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             return await TeamService(session, principal).create(data)
 
-    @get("/", summary="List teams")
+    @get("/", summary="List teams", responses={403: FORBIDDEN})
     async def list_teams(
         self, principal: Principal, runtime: ServiceRuntime
     ) -> Page[team_schemas.Team]:
         async with runtime.db.tenant_session(principal.tenant_id) as session:
             return Page(await TeamService(session, principal).list(), None)
 
-    @get("/{team_id:uuid}", summary="One team")
+    @get("/{team_id:uuid}", summary="One team", responses={403: FORBIDDEN})
     async def get_team(
         self, team_id: uuid.UUID, principal: Principal, runtime: ServiceRuntime
     ) -> team_schemas.Team:
@@ -635,6 +646,7 @@ class OAuthController(Controller):
             "to another user, client or key: 400 problem with `error: unauthorized_client`, "
             "and the token stays valid."
         ),
+        responses={400: NOT_YOURS},
     )
     async def revoke_token(
         self,
