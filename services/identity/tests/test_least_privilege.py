@@ -118,9 +118,10 @@ async def test_teams_and_seat_usage_need_a_scope_or_a_role(
     assert (await identity_api.get("/api/v1/teams", headers=teams_key)).json()["data"][0][
         "id"
     ] == team_id
-    assert (await identity_api.get("/api/v1/tenant", headers=seats_key)).json()["seats"][
-        "used"
-    ] == 1
+    users_key = await _key_token(identity_api, owner, ["users:read"])  # members' ids: either
+    assert (await identity_api.get("/api/v1/teams", headers=users_key)).status_code == 200
+    seats = (await identity_api.get("/api/v1/tenant", headers=seats_key)).json()["seats"]
+    assert seats["used"] == 1
 
     viewer_token, _ = await _member(identity_api, smtp_server, owner.auth, "viewer")
     viewer = {"Authorization": f"Bearer {viewer_token}"}

@@ -22,9 +22,13 @@ class TeamService:
         self.principal = principal
 
     def _require_reader(self) -> None:
-        """Members read teams; API keys and OAuth clients need the ``teams:read`` scope."""
-        if self.principal.kind != "user" and not self.principal.allows("teams:read"):
-            raise ProblemError(403, "The token lacks the scope teams:read.")
+        """Members read teams; API keys and OAuth clients need ``teams:read`` or
+        ``users:read`` (a team lists its members' user ids)."""
+        principal = self.principal
+        if principal.kind != "user" and not (
+            principal.allows("teams:read") or principal.allows("users:read")
+        ):
+            raise ProblemError(403, "The token lacks the scope teams:read (or users:read).")
 
     def _require_manager(self) -> None:
         if not self.principal.has_role(*MANAGERS):
