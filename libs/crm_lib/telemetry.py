@@ -133,7 +133,11 @@ def describe_error(exc: BaseException) -> str:
     if name.startswith("builtins."):
         name = type(exc).__qualname__
     orig = getattr(exc, "orig", None)
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(exc, "sqlstate", None)
+    sqlstate = (
+        getattr(orig, "sqlstate", None)
+        or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+        or getattr(exc, "sqlstate", None)
+    )
     if isinstance(sqlstate, str):
         return f"{name} (sqlstate {sqlstate})"
     if _message_is_safe(exc):

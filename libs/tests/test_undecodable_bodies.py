@@ -8,6 +8,7 @@ look at everything logged meanwhile (structlog lines, stdlib log records, stderr
 
 from __future__ import annotations
 
+import enum
 import io
 import json
 import logging
@@ -16,9 +17,12 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
+import msgspec
 import pytest
 import pytest_asyncio
+from litestar import post
 
+from crm_lib.http import create_app
 from crm_lib.service import build_app
 from crm_lib.telemetry import add_log_sink, describe_error, format_exception_safely
 from crm_lib.testing import RunningPlatform, served
@@ -188,3 +192,43 @@ def test_exception_text_never_reaches_a_log_line() -> None:
     assert "test_undecodable_bodies.py" in text  # the frames are kept
     refused = ConnectionRefusedError(111, "Connection refused")
     assert "Connection refused" in describe_error(refused)
+
+
+class ProbeRole(enum.Enum):
+    admin = "admin"
+
+
+class ProbeBody(msgspec.Struct):
+    password: str
+    role: ProbeRole = ProbeRole.admin
+
+
+@post("/buggy")
+async def probe_buggy(data: ProbeBody) -> dict[str, str]:
+    raise RuntimeError(f"could not handle {data.password}")
+
+
+@post("/typed")
+async def probe_typed(data: ProbeBody) -> dict[str, str]:
+    return {"ok": "yes"}
+
+
+async def test_no_error_path_logs_the_body(logs: Logs) -> None:
+    """A bug (500), bad JSON, a refused value, too deep a body: nothing of the body logged."""
+    secret = password()
+    app = create_app(service="log-probe", route_handlers=[probe_buggy, probe_typed], readiness={})
+    async with served(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        r = await client.post("/buggy", json={"password": secret})
+        assert r.status_code == 500 and secret not in r.text
+        for body in [
+            b'{"password": "' + secret.encode() + b'"',  # truncated
+            b'{"password": "' + secret.encode() + b'", "role": "' + secret.encode() + b'"}',
+            b'{"password": ' + secret.encode() + b"}",  # not JSON
+            b'{"password": "x", "role": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        ]:
+            r = await client.post("/typed", content=body, headers=JSON)
+            assert 400 <= r.status_code < 500, (r.status_code, r.text[:200])
+    text = logs.text()
+    assert "http.unhandled" in text  # the bug was logged...
+    assert "RuntimeError" in text
+    assert secret not in text  # ...without the body
