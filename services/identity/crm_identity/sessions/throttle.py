@@ -92,7 +92,7 @@ class _Local:
         self.known: dict[tuple[str, str], float] = {}  # expiry
 
     def begin(self, account: str, address: str, now: float, s: IdentitySettings) -> Decision:
-        if len(self.addresses) > 100_000:  # bound memory: drop expired entries
+        if len(self.addresses) + len(self.known) > 100_000:  # bound memory: drop expired
             self.addresses = {k: v for k, v in self.addresses.items() if v[2] > now}
             self.accounts = {k: v for k, v in self.accounts.items() if v[1] > now}
             self.known = {k: v for k, v in self.known.items() if v > now}
@@ -184,4 +184,4 @@ class LoginThrottle:
             )
         except Exception as exc:
             log.warning("login.throttle_local", error=type(exc).__name__)
-        self.local.success(account_hash(email), address, time.time(), self.settings)
+            self.local.success(account_hash(email), address, time.time(), self.settings)
