@@ -435,6 +435,10 @@ class EmbeddedPostgres(_Server):
         env.update(LC_ALL="C", LANG="C")
         cmd = [str(self.bin_dir / tool), *args]
         uid, gid, groups = self._os_user()
+        if uid is not None:
+            # Again right before each tool: another pytest session on this host resets
+            # /tmp/pytest-of-<user> to 0700 when it starts (then the pg user is locked out).
+            _ensure_traversable(self.data_dir.parent)
         # Temp file, not a pipe: pg_ctl's postmaster child could otherwise keep the pipe open.
         with tempfile.TemporaryFile() as out:
             proc = subprocess.run(  # noqa: S603 - argv built from our own binaries/paths

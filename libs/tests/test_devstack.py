@@ -277,3 +277,74 @@ def test_servers_die_with_their_parent(tmp_path: Path) -> None:
     assert not any(_port_open(p) for p in ports)
     # postgres got a clean fast shutdown, not a crash
     assert not (tmp_path / "pg" / "postmaster.pid").exists()
+
+
+# --- make run: passwords generated once, kept, reused -----------------------------------
+
+
+def test_make_run_servers_require_passwords_kept_across_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crm_lib import devstack_runner
+    from crm_lib.settings import SERVICE_NAMES
+
+    for var in ("CRM_DATABASE_URL", "CRM_NATS_URL", "CRM_REDIS_URL"):
+        monkeypatch.delenv(var, raising=False)
+    for key in ("PG", "NATS", "REDIS"):
+        monkeypatch.setenv(f"CRM_DEVSTACK_{key}_PORT", str(free_port()))
+    monkeypatch.setattr(devstack_runner, "_say", lambda _message: None)
+    data = tmp_path / "devstack"
+    data.mkdir()
+
+    env, nats_env, servers = devstack_runner._start_servers(data)
+    try:
+        asyncio.run(_pg_write(env["CRM_DATABASE_URL"]))
+        r = redis.Redis.from_url(env["CRM_REDIS_URL"])
+        r.set("k", "v")
+        r.close()
+    finally:
+        for server in reversed(servers):
+            server.stop()
+    files = {
+        "postgres_password",
+        "redis_password",
+        "nats_admin_password",
+        *(f"nats_{name}_password" for name in SERVICE_NAMES),
+    }
+    for name in files:
+        assert (data / name).stat().st_mode & 0o777 == 0o600, name
+    pg_password = (data / "postgres_password").read_text()
+    assert f":{pg_password}@" in env["CRM_DATABASE_URL"]
+    assert f":{(data / 'redis_password').read_text()}@" in env["CRM_REDIS_URL"]
+    assert nats_env["contacts"] == {
+        "CRM_NATS_USER": "contacts",
+        "CRM_NATS_PASSWORD": (data / "nats_contacts_password").read_text(),
+    }
+    assert nats_env["admin"]["CRM_NATS_USER"] == "crm-admin"
+    assert len({v["CRM_NATS_PASSWORD"] for v in nats_env.values()}) == len(nats_env)
+
+    # Restart: the same passwords, the data is still there, and still nothing without them.
+    env2, nats_env2, servers = devstack_runner._start_servers(data)
+    try:
+        assert (env2, nats_env2) == (env, nats_env)
+        assert asyncio.run(_pg_read(env["CRM_DATABASE_URL"]))[0] == "ÄRGER"
+        port = env["CRM_DATABASE_URL"].rsplit(":", 1)[1].split("/")[0]
+        assert asyncio.run(_pg_refused(f"postgresql://postgres@127.0.0.1:{port}/postgres"))
+        r = redis.Redis.from_url(env["CRM_REDIS_URL"])
+        assert r.get("k") == b"v"
+        r.close()
+        admin = nats_env["admin"]
+        assert (
+            asyncio.run(
+                _nats_connect_error(
+                    env["CRM_NATS_URL"],
+                    user=admin["CRM_NATS_USER"],
+                    password=admin["CRM_NATS_PASSWORD"],
+                )
+            )
+            is None
+        )
+        assert asyncio.run(_nats_connect_error(env["CRM_NATS_URL"])) is not None
+    finally:
+        for server in reversed(servers):
+            server.stop()
