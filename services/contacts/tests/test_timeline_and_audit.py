@@ -350,7 +350,10 @@ async def test_company_timeline_rolls_up_visible_linked_contacts(
         )
     ).json()
     mine = await _contact(gw, crm, "sales_rep", company_id=company["id"])
-    theirs = await _contact(gw, crm, "sales_rep2", company_id=company["id"])
+    # A rep names only companies they see: the owner files rep2's contact at this one.
+    theirs = await _contact(
+        gw, crm, "owner", company_id=company["id"], owner_id=crm.user_ids["sales_rep2"]
+    )
     elsewhere = await _contact(gw, crm, "sales_rep")
     on_company = await _log(gw, crm, "owner", company_id=company["id"], subject="QBR")
     on_mine = await _log(gw, crm, "owner", contact_id=mine["id"], subject="Mine")
