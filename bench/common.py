@@ -50,6 +50,9 @@ class Stack:
             "service_name": service,
             "database_url": self.pg.url,
             "nats_url": self.nats.url,
+            # The throwaway stack's admin NATS user (services' own users: make run, tests).
+            "nats_user": self.nats.admin_user,
+            "nats_password": self.nats.admin_password,
             "redis_url": self.redis.url,
             "log_json": True,
             "log_level": "WARNING",

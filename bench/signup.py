@@ -235,7 +235,7 @@ async def _run_driver(
         "--wait",
         wait,
         "--nats",
-        stack.nats.url,
+        stack.nats.admin_url,  # a throwaway stack: its admin may subscribe to any subject
     ]
     if usable:
         argv.append("--usable")
