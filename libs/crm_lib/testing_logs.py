@@ -92,7 +92,7 @@ def harvest_secrets(value: Any, *, depth: int = 3, secret: bool = False) -> None
     strings under a name that says password/secret/token: the embedded servers'
     ``password``/``admin_password``, the NATS ``passwords`` per service, their users.
     """
-    if depth < 0 or value is None or isinstance(value, (int, float, bool, bytes)):
+    if value is None or isinstance(value, (int, float, bool, bytes)):
         return
     from pydantic import BaseModel, SecretStr
 
@@ -102,6 +102,8 @@ def harvest_secrets(value: Any, *, depth: int = 3, secret: bool = False) -> None
         return
     if isinstance(value, SecretStr):
         remember_secret(value.get_secret_value())
+        return
+    if depth < 0:
         return
     if isinstance(value, BaseModel):
         items = [(name, getattr(value, name, None)) for name in type(value).model_fields]

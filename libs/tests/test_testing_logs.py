@@ -17,6 +17,7 @@ import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -274,3 +275,15 @@ def test_fixture_values_give_their_secrets() -> None:
     known = remembered_secrets()
     assert {f"admin-{tag}", f"contacts-{tag}", f"user-pw-{tag}", f"tok-{tag}"} <= known
     assert not {f"user-name-{tag}", f"service-{tag}", "nats://127.0.0.1:4222"} & known
+
+
+def test_the_session_servers_passwords_are_watched(
+    pg_server: Any, redis_server: Any, nats_server: Any
+) -> None:
+    from crm_lib.testing_logs import remembered_secrets
+
+    known = remembered_secrets()
+    assert pg_server.password in known
+    assert redis_server.password in known
+    assert nats_server.admin_password in known
+    assert all(user.password in known for user in getattr(nats_server, "users", []))
