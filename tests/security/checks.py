@@ -59,3 +59,28 @@ def is_auth_refusal(r: httpx.Response) -> bool:
 
 def line(req: Request, who: str, r: httpx.Response) -> str:
     return f"{who}: {req.describe()} -> {r.status_code} {r.text[:200]}"
+
+
+def item_refused(r: httpx.Response) -> bool:
+    """A batch/bulk answer (200, one result per item) in which every item was refused."""
+    try:
+        body = r.json()
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    if body.get("updated") == [] and body.get("skipped"):
+        return True
+    results = body.get("results")
+    return bool(results) and all(
+        isinstance(x, dict) and int(x.get("status", 200)) >= 400 for x in results
+    )
+
+
+def oauth_error(r: httpx.Response) -> bool:
+    """An RFC 6749 error document (the token endpoint's own format)."""
+    try:
+        body = r.json()
+    except ValueError:
+        return False
+    return 400 <= r.status_code < 500 and isinstance(body, dict) and "error" in body

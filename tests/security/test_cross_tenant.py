@@ -20,7 +20,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.security.checks import is_problem, line, send
+from tests.security.checks import is_problem, item_refused, line, send
 from tests.security.resources import Tenant, bounded
 from tests.security.spec import IdSlot, Request, Spec, build_request
 
@@ -140,22 +140,6 @@ def _in_lists(slots: list[IdSlot]) -> bool:
     return bool(slots) and all(any(isinstance(p, int) for p in s.location) for s in slots)
 
 
-def _item_refused(r: httpx.Response, req: Request) -> bool:
-    """A batch/bulk answer (200 per item) that refused the foreign item."""
-    try:
-        body = r.json()
-    except ValueError:
-        return False
-    if not isinstance(body, dict):
-        return False
-    if body.get("updated") == [] and body.get("skipped"):
-        return True
-    results = body.get("results")
-    return bool(results) and all(
-        isinstance(x, dict) and int(x.get("status", 200)) >= 400 for x in results
-    )
-
-
 @dataclass
 class Outcome:
     failures: dict[str, list[str]]  # operation key -> what went wrong
@@ -202,7 +186,7 @@ async def outcome(
                 wrong = "not a problem document"
         elif r.status_code in QUERY_FILTER_OK and all(s.where == "query" for s in req.foreign):
             pass  # a filter naming a foreign id: an empty answer
-        elif r.status_code == 200 and _in_lists(req.foreign) and _item_refused(r, req):
+        elif r.status_code == 200 and _in_lists(req.foreign) and item_refused(r):
             pass  # batch/bulk: the foreign item refused on its own, nothing else done
         else:
             wrong = "status"
