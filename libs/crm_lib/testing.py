@@ -58,8 +58,27 @@ def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_server(servers_dir: Path) -> Iterator[EmbeddedPostgres]:
-    with EmbeddedPostgres(servers_dir / "pg", fast=True) as server:
-        yield server
+    """The session's PostgreSQL (a random superuser password, SCRAM).
+
+    As root its cluster lives in a fresh directory right under the system temp dir, not in
+    pytest's ``/tmp/pytest-of-<user>``: every pytest session starting on the host resets
+    that to 0700, which would lock the unprivileged PostgreSQL user out of its own files.
+    Its log is copied next to the other servers' at the end (the log scan reads it).
+    """
+    import os
+    import shutil
+    import tempfile
+
+    private = Path(tempfile.mkdtemp(prefix="crm-test-pg-")) if os.geteuid() == 0 else None
+    data_dir = (private or servers_dir) / "pg"
+    try:
+        with EmbeddedPostgres(data_dir, fast=True) as server:
+            yield server
+    finally:
+        if private is not None:
+            with contextlib.suppress(OSError):
+                shutil.copyfile(data_dir / "postgres.log", servers_dir / "postgres.log")
+            shutil.rmtree(private, ignore_errors=True)
 
 
 @dataclass(frozen=True)
