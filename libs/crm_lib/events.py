@@ -272,7 +272,11 @@ def nats_permissions(service: str) -> dict[str, Any]:
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
-    """Declare the event and dead-letter streams (idempotent)."""
+    """Declare the event and dead-letter streams and the export bucket (idempotent).
+
+    Creating or changing them needs the NATS admin; when they already match, nothing is
+    sent that a service's own user may not do (workers call this at start).
+    """
     configs = [
         StreamConfig(
             name=EVENTS_STREAM,
