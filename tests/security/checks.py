@@ -34,8 +34,9 @@ async def send(
         else:
             kw["content"] = json.dumps(req.body).encode()
             kw["headers"]["Content-Type"] = req.content_type or "application/json"
+    url = extra.pop("url", req.path)
     kw.update(extra)
-    return await gw.request(req.op.method, req.path, **kw)
+    return await gw.request(req.op.method, url, **kw)
 
 
 def is_problem(r: httpx.Response) -> bool:

@@ -40,6 +40,9 @@ from tests.security.spec import Spec
 
 #: Where this suite's requests come from (a loopback address of its own).
 SOURCE_ADDRESS = os.environ.get("CRM_SECURITY_SOURCE_ADDRESS", "127.0.0.77")
+#: service name -> base URL of its web app behind the suite's gateway (filled by sec_gw),
+#: for the checks that bypass the gateway (defence in depth).
+SERVICE_URLS: dict[str, str] = {}
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
@@ -54,6 +57,7 @@ async def sec_gw(platform: RunningPlatform) -> AsyncIterator[httpx.AsyncClient]:
         server = await serve_app(build_app(platform.definitions[name], app_settings, runtime=rt))
         servers.append(server)
         urls[f"{name}_url"] = server.url
+        SERVICE_URLS[name] = server.url
     identity_settings = platform.runtime("identity").settings
     settings = GatewaySettings.model_validate(
         {
@@ -125,8 +129,13 @@ async def principals(attacker: Tenant) -> dict[str, Caller]:
 
     API keys and OAuth clients are minted per scope by the tests that need them
     (``Tenant.api_credential``). Revoked / deactivated / downgraded principals belong
-    here too: a ``Caller`` whose ``role`` is None and ``kind`` is e.g. ``"revoked"``
-    is expected to get 401 on every non-anonymous operation by ``test_access_table``.
+    here too, and ``test_access_table`` then checks them on every operation:
+
+    * ``Caller(name, headers, "user", role="viewer")`` for a token minted while its user
+      was an admin and who is now a viewer: judged by the table's rules for ``viewer``;
+    * ``Caller(name, headers, "revoked")`` (any kind other than user / api_key / client /
+      anonymous) for a token that must no longer work at all (deactivated user, revoked
+      key, client or session): 401 on every non-anonymous operation.
     """
     out = {role: attacker.user(role) for role in ROLES}
     out["anonymous"] = Caller("anonymous", {}, "anonymous")

@@ -82,16 +82,17 @@ class Expectation:
     allowed: bool
 
 
+#: Caller kinds judged by the table (anything else must no longer authenticate: 401).
+TABLE_KINDS = frozenset({"user", "api_key", "client"})
+
+
 async def callers_for(rule: Rule, tenant: Tenant, principals: dict[str, Caller]):
     out: list[Expectation] = []
-    for name, caller in principals.items():
+    for caller in principals.values():
         if caller.kind == "user" and caller.role in ROLES:
             out.append(Expectation(caller, rule.allows_role(caller.role)))
-        elif caller.kind == "anonymous":
+        else:  # nobody, or revoked / deactivated principals: only anonymous operations
             out.append(Expectation(caller, rule.anonymous))
-        else:  # revoked / deactivated / ... principals added by other suites: never allowed
-            out.append(Expectation(caller, rule.anonymous))
-        del name
     for kind in ("api_key", "client"):
         if rule.scope is None:
             cred = await tenant.api_credential(kind, scopes_without(None))
@@ -140,7 +141,7 @@ async def check_operation(
         elif rule.anonymous:
             if is_auth_refusal(r):
                 problems.append(line(req, who, r))
-        elif exp.caller.kind == "anonymous":
+        elif exp.caller.kind not in TABLE_KINDS:  # nobody, revoked, deactivated
             if not is_auth_refusal(r):
                 problems.append(line(req, who + " expected 401", r))
         elif exp.allowed:

@@ -27,6 +27,7 @@ from crm_identity.components import identity_of
 from crm_lib.testing import RunningPlatform
 from tests.security.access_table import load_table
 from tests.security.checks import is_auth_refusal, line, send
+from tests.security.conftest import SERVICE_URLS
 from tests.security.resources import Tenant, bounded
 from tests.security.spec import IdSlot, Spec, build_request
 
@@ -129,5 +130,48 @@ async def test_forged_and_stale_tokens_get_401_everywhere(
         line(req, name, r)
         for (req, name, _), r in zip(calls, answers, strict=True)
         if not is_auth_refusal(r)
+    ]
+    assert not failures, f"{len(failures)} of {len(calls)}:\n" + "\n".join(failures[:40])
+
+
+async def test_services_refuse_forged_tokens_without_the_gateway(
+    sec_gw: httpx.AsyncClient, spec: Spec, attacker: Tenant, platform: RunningPlatform
+) -> None:
+    """Defence in depth: each service, called directly, refuses the same tokens (and a
+    genuine token of tenant A presented for tenant B)."""
+    tokens = await forged_tokens(platform, attacker)
+    tokens.pop("fake API key")  # the gateway exchanges keys; a service sees only JWTs
+    table = load_table()
+    ops = [
+        op
+        for op in spec.operations
+        if not (table.get(op.key) and table[op.key].anonymous)
+        and not op.unknown_params()
+        and op.service in SERVICE_URLS
+    ]
+
+    def ids(slot: IdSlot) -> str:
+        return attacker.ids[slot.kind][0]  # type: ignore[index]
+
+    other_tenant = str(uuid.uuid4())
+    calls = []
+    for op in ops:
+        req = build_request(op, ids)
+        base = SERVICE_URLS[op.service]
+        for name, token in tokens.items():
+            headers = {"Authorization": f"Bearer {token}", "X-Tenant-ID": attacker.tenant_id}
+            calls.append((req, base, name, headers))
+        spoofed = {**attacker.owner, "X-Tenant-ID": other_tenant}
+        calls.append((req, base, "A's owner token for another X-Tenant-ID", spoofed))
+    async with httpx.AsyncClient(timeout=60) as direct:
+
+        async def call(req: Any, base: str, headers: dict[str, str]) -> httpx.Response:
+            return await send(direct, req, headers, url=base + req.path)
+
+        answers = await bounded([call(req, base, h) for req, base, _, h in calls], limit=16)
+    failures = [
+        line(req, f"{name} (direct to {req.op.service})", r)
+        for (req, _, name, _), r in zip(calls, answers, strict=True)
+        if r.status_code != 401
     ]
     assert not failures, f"{len(failures)} of {len(calls)}:\n" + "\n".join(failures[:40])
