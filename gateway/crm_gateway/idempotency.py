@@ -39,7 +39,7 @@ from crm_gateway.proxy import send_problem
 from crm_gateway.redis_link import REDIS_ERRORS, RedisLink
 from crm_gateway.settings import GatewaySettings
 from crm_lib.auth import PRINCIPAL_SCOPE_KEY, Principal
-from crm_lib.telemetry import get_logger
+from crm_lib.telemetry import describe_error, get_logger
 from crm_lib.tenancy import tenant_key
 
 log = get_logger("crm.gateway.idempotency")
@@ -313,7 +313,7 @@ class IdempotencyLayer:
                 await self._finish(keys=[redis_key], args=[claim, value, self.ttl_ms])
         except REDIS_ERRORS as exc:
             self.redis.failed(exc)
-            log.warning("gateway.idempotency_not_recorded", error=repr(exc))
+            log.warning("gateway.idempotency_not_recorded", error=describe_error(exc))
 
     async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
         """The whole request body, or None after answering 413 / on disconnect."""

@@ -39,7 +39,7 @@ from crm_gateway.settings import GatewaySettings
 from crm_gateway.upstreams import UpstreamPool
 from crm_lib.client_ip import FORWARDED_PROOF, forwarded_proof
 from crm_lib.http import PROBLEM_JSON, problem_response
-from crm_lib.telemetry import get_logger, inject_headers, request_id_var
+from crm_lib.telemetry import describe_error, get_logger, inject_headers, request_id_var
 
 log = get_logger("crm.gateway.proxy")
 
@@ -347,7 +347,10 @@ class ProxyApp:
                 breaker.failure()
                 PROXY_ERRORS.labels(service, "unavailable").inc()
                 log.warning(
-                    "gateway.upstream_unavailable", upstream=service, path=path, error=repr(exc)
+                    "gateway.upstream_unavailable",
+                    upstream=service,
+                    path=path,
+                    error=describe_error(exc),
                 )
                 await send_problem(
                     send, 502, f"The {service} service is unavailable", instance=path
@@ -422,7 +425,10 @@ class ProxyApp:
             # rather than a complete-looking one.
             PROXY_ERRORS.labels(service, "aborted").inc()
             log.warning(
-                "gateway.upstream_aborted", upstream=service, path=scope["path"], error=repr(exc)
+                "gateway.upstream_aborted",
+                upstream=service,
+                path=scope["path"],
+                error=describe_error(exc),
             )
             resp.close()
         finally:

@@ -43,7 +43,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from crm_lib.http import ProblemError
 from crm_lib.settings import PlatformSettings
-from crm_lib.telemetry import get_logger
+from crm_lib.telemetry import describe_error, get_logger
 
 log = get_logger("crm.auth")
 
@@ -172,7 +172,7 @@ def _public_key(jwk: Any) -> tuple[str, ECKey] | None:
     try:
         return kid, ECKey.import_key(public)
     except (JoseError, ValueError, TypeError) as exc:
-        log.warning("auth.jwks_bad_key", kid=kid, error=repr(exc))
+        log.warning("auth.jwks_bad_key", kid=kid, error=describe_error(exc))
         return None
 
 
@@ -266,7 +266,7 @@ class JWKSVerifier:
         try:
             self._install(await self._fetch())
         except Exception as exc:
-            log.warning("auth.jwks_fetch_failed", url=self.jwks_url, error=repr(exc))
+            log.warning("auth.jwks_fetch_failed", url=self.jwks_url, error=describe_error(exc))
 
     async def refresh(self) -> None:
         """Fetch the JWKS now; concurrent callers share one fetch."""

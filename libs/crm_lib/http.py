@@ -370,13 +370,6 @@ def if_match_version(header: str | None) -> int | None:
     return int(value)
 
 
-def client_ip(headers: Any, fallback: str | None) -> str:
-    """The caller's address: the gateway's ``X-Forwarded-For`` (it overwrites the client's)."""
-    forwarded = headers.get("x-forwarded-for", "")
-    first = forwarded.split(",")[0].strip() if forwarded else ""
-    return first or fallback or "unknown"
-
-
 def require_version(if_match: int | None, current: int, what: str) -> None:
     """412 when an ``If-Match`` version was given and the resource has moved on."""
     if if_match is not None and if_match != current:

@@ -20,7 +20,7 @@ import stripe
 from crm_identity.plans import Plan
 from crm_identity.settings import IdentitySettings
 from crm_lib.http import ProblemError
-from crm_lib.telemetry import get_logger
+from crm_lib.telemetry import describe_error, get_logger
 
 log = get_logger("crm.identity.billing")
 
@@ -222,14 +222,14 @@ def _provider_error(exc: stripe.StripeError) -> ProblemError:
             type_="https://errors.crm.example/payment-failed",
         )
     if isinstance(exc, stripe.InvalidRequestError):
-        log.warning("stripe.invalid_request", error=str(exc))
+        log.warning("stripe.invalid_request", error=describe_error(exc))
         return ProblemError(
             422,
             exc.user_message or "The payment provider refused the request.",
             title="Payment provider refused",
             type_="https://errors.crm.example/payment-provider",
         )
-    log.warning("stripe.unavailable", error=repr(exc))
+    log.warning("stripe.unavailable", error=describe_error(exc))
     return ProblemError(
         503,
         "The payment provider is unavailable; try again shortly.",

@@ -17,7 +17,7 @@ from crm_identity.billing.service import (
 )
 from crm_identity.settings import IdentitySettings
 from crm_lib.events import EventContext, Subscription
-from crm_lib.telemetry import get_logger
+from crm_lib.telemetry import describe_error, get_logger
 from crm_lib.tenancy import Database
 
 log = get_logger("crm.identity.billing")
@@ -91,7 +91,7 @@ async def sweep_once(
                     tenant_id
                 )
         except Exception as exc:  # one tenant never blocks the others
-            log.warning("billing.sweep_failed", tenant=str(tenant_id), error=repr(exc))
+            log.warning("billing.sweep_failed", tenant=str(tenant_id), error=describe_error(exc))
             continue
         if status is not None:
             moved[tenant_id] = status
@@ -111,7 +111,7 @@ async def run_sweeper(
             if moved:
                 log.info("billing.swept", moved=len(moved))
         except Exception as exc:
-            log.warning("billing.sweep_error", error=repr(exc))
+            log.warning("billing.sweep_error", error=describe_error(exc))
         try:
             await asyncio.wait_for(stop.wait(), timeout=settings.billing_sweep_interval_seconds)
         except TimeoutError:
