@@ -270,7 +270,7 @@ def test_default_render_has_expected_objects(default_docs) -> None:
         "Secret": 5,  # secrets, database, nats, redis, migrations hook copy
         "ServiceAccount": 2,  # runtime + migrations hook copy
         "Job": 1,
-        "NetworkPolicy": 2,  # on by default: same-release + gateway
+        "NetworkPolicy": 4,  # on by default: default (deny), gateway, identity, services
     }
     assert set(by_kind(default_docs, "Deployment")) == {name(c) for c in COMPONENTS} | {
         name(f"{s}-worker") for s in SERVICES
@@ -282,7 +282,9 @@ def test_full_render_has_optional_objects(full_docs) -> None:
     hpas = by_kind(full_docs, "HorizontalPodAutoscaler")
     assert set(hpas) == {name(c) for c in COMPONENTS if c != "marketing"}  # per-component opt-out
     assert set(by_kind(full_docs, "PodDisruptionBudget")) == {name(c) for c in COMPONENTS}
-    assert set(by_kind(full_docs, "NetworkPolicy")) == {name("gateway"), name("same-release")}
+    assert set(by_kind(full_docs, "NetworkPolicy")) == {
+        name(p) for p in ("gateway", "default", "identity", "services")
+    }
     assert set(by_kind(full_docs, "Ingress")) == {name("gateway")}
     assert set(by_kind(full_docs, "ServiceMonitor")) == {RELEASE}
 
@@ -671,7 +673,9 @@ def test_redis_password(chart, default_docs, full_docs) -> None:
 
 
 def test_network_policy_is_on_by_default(default_docs) -> None:
-    assert set(by_kind(default_docs, "NetworkPolicy")) == {name("gateway"), name("same-release")}
+    assert set(by_kind(default_docs, "NetworkPolicy")) == {
+        name(p) for p in ("gateway", "default", "identity", "services")
+    }
 
 
 # --------------------------------------------------------------------------- migrations hook
@@ -802,28 +806,65 @@ def test_pod_disruption_budgets(full_docs) -> None:
 
 
 def test_network_policies(full_docs) -> None:
-    gateway_labels = one(full_docs, "Deployment", name("gateway"))["spec"]["selector"][
-        "matchLabels"
-    ]
-    gw = one(full_docs, "NetworkPolicy", name("gateway"))
-    assert gw["spec"]["podSelector"]["matchLabels"] == gateway_labels
-    # from anywhere: a rule without "from", on the http port only
-    assert gw["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    def labels(component: str) -> dict[str, str]:
+        return one(full_docs, "Deployment", name(component))["spec"]["selector"]["matchLabels"]
 
-    same = one(full_docs, "NetworkPolicy", name("same-release"))
-    release_labels = same["spec"]["podSelector"]["matchLabels"]
+    http = {"port": "http", "protocol": "TCP"}
+    gw = one(full_docs, "NetworkPolicy", name("gateway"))
+    assert gw["spec"]["podSelector"]["matchLabels"] == labels("gateway")
+    # from anywhere: a rule without "from", on the http port only
+    assert gw["spec"]["ingress"] == [{"ports": [http]}]
+
+    default = one(full_docs, "NetworkPolicy", name("default"))
+    release_labels = default["spec"]["podSelector"]["matchLabels"]
     assert release_labels == {
         "app.kubernetes.io/name": "crm",
         "app.kubernetes.io/instance": RELEASE,
     }
-    assert same["spec"]["policyTypes"] == ["Ingress"]
-    rules = same["spec"]["ingress"]
-    assert rules[0] == {"from": [{"podSelector": {"matchLabels": release_labels}}]}
-    assert rules[1]["from"] == FULL_VALUES["networkPolicy"]["extraIngressFrom"]
-    # every pod of the release (services, workers) is covered; the gateway's
-    # labels match the same-release selector, so services accept the gateway
+    assert default["spec"]["policyTypes"] == ["Ingress"]
+    # every pod of the release (services, workers) is isolated; only the extra peers
+    # (e.g. Prometheus) on http and metrics
+    assert default["spec"]["ingress"] == [
+        {
+            "from": FULL_VALUES["networkPolicy"]["extraIngressFrom"],
+            "ports": [http, {"port": "metrics", "protocol": "TCP"}],
+        }
+    ]
     for d in by_kind(full_docs, "Deployment").values():
         assert release_labels.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+
+    # identity (JWKS, internal API) from every pod of the release
+    identity = one(full_docs, "NetworkPolicy", name("identity"))
+    assert identity["spec"]["podSelector"]["matchLabels"] == labels("identity")
+    assert identity["spec"]["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": release_labels}}], "ports": [http]}
+    ]
+
+    # the other services from the gateway only (never directly: X-Forwarded-For, tokens)
+    services = one(full_docs, "NetworkPolicy", name("services"))
+    selector = services["spec"]["podSelector"]
+    assert selector["matchLabels"] == release_labels
+    assert selector["matchExpressions"] == [
+        {
+            "key": "app.kubernetes.io/component",
+            "operator": "In",
+            "values": ["contacts", "sales", "marketing", "support"],
+        }
+    ]
+    assert services["spec"]["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": labels("gateway")}}], "ports": [http]}
+    ]
+    # workers are never selected by an allowing rule besides the extra peers
+    for policy in (gw, identity, services):
+        values = policy["spec"]["podSelector"].get("matchExpressions", [{}])[0].get("values", [])
+        component = policy["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component")
+        assert not str(component).endswith("-worker")
+        assert not [v for v in values if v.endswith("-worker")]
+
+
+def test_network_policy_default_without_extra_peers(default_docs) -> None:
+    default = one(default_docs, "NetworkPolicy", name("default"))
+    assert default["spec"]["ingress"] == []  # deny all but the allowing policies
 
 
 def test_ingress(full_docs) -> None:
