@@ -150,14 +150,6 @@ class Outcome:
 #: Operations known to answer wrongly today (operation key -> reason): each is an xfail
 #: (strict) in ``test_known_cross_tenant_bug`` until fixed, and excluded from the main test.
 KNOWN_BUGS: dict[str, str] = {
-    "PUT /api/v1/visibility-rules/{team_id}": (
-        "issue 10 (Low): a visibility rule can be created for any UUID, another tenant's "
-        "team id included (200, a dangling rule); expected 404"
-    ),
-    "DELETE /api/v1/visibility-rules/{team_id}": (
-        "issue 10 (Low): removing the rule of a team that is not the tenant's answers 204; "
-        "expected 404 (same dangling-rule check as PUT)"
-    ),
     "DELETE /api/v1/teams/{team_id}/members/{user_id}": (
         "removing a user who is not in the tenant (another tenant's user id) answers 200 "
         "with the team; PUT on the same path answers 404: expected 404"
