@@ -348,3 +348,26 @@ def test_make_run_servers_require_passwords_kept_across_restarts(
     finally:
         for server in reversed(servers):
             server.stop()
+
+
+def test_cli_operator_commands_read_make_runs_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`crm tenant …`/`migrate`/`streams` find the embedded servers' passwords in
+    `<CRM_DEVSTACK_DIR>/env`; variables already set win."""
+    from crm_lib.cli import _operator_env
+
+    (tmp_path / "env").write_text(
+        "CRM_DATABASE_URL=postgresql://postgres:pw@127.0.0.1:1/postgres\n"
+        "CRM_NATS_USER=crm-admin\nCRM_NATS_PASSWORD=nats-pw\nNOT_CRM=x\n"
+    )
+    monkeypatch.setenv("CRM_DEVSTACK_DIR", str(tmp_path))
+    monkeypatch.setenv("CRM_NATS_USER", "mine")
+    for var in ("CRM_DATABASE_URL", "CRM_NATS_PASSWORD", "NOT_CRM"):
+        monkeypatch.setenv(var, "")  # recorded, so what _operator_env sets is undone
+        monkeypatch.delenv(var)
+    _operator_env()
+    assert os.environ["CRM_DATABASE_URL"] == "postgresql://postgres:pw@127.0.0.1:1/postgres"
+    assert os.environ["CRM_NATS_PASSWORD"] == "nats-pw"
+    assert os.environ["CRM_NATS_USER"] == "mine"
+    assert "NOT_CRM" not in os.environ
