@@ -34,7 +34,7 @@ from crm_gateway.settings import GatewaySettings
 from crm_lib.service import build_app
 from crm_lib.settings import SERVICE_NAMES
 from crm_lib.testing import RunningPlatform, SmtpSink, serve_app, served
-from services.contacts.tests.conftest import make_tenant
+from services.contacts.tests.conftest import PASSWORD, _invite, make_tenant
 from tests.security.resources import FACTORIES, ROLES, Caller, Tenant, bounded
 from tests.security.spec import Spec
 
@@ -139,4 +139,74 @@ async def principals(attacker: Tenant) -> dict[str, Caller]:
     """
     out = {role: attacker.user(role) for role in ROLES}
     out["anonymous"] = Caller("anonymous", {}, "anonymous")
+    out.update(await offboarded(attacker))
     return out
+
+
+async def offboarded(t: Tenant) -> dict[str, Caller]:
+    """Tokens that must stop working on the next request (issue 10, "Access survives
+    offboarding"): each was used once first, so every cache has seen it valid."""
+    gw, owner = t.gw, t.owner
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    async def used(headers: dict[str, str]) -> None:
+        r = await gw.get("/api/v1/tenant", headers=headers)
+        assert r.status_code == 200, r.text
+
+    (
+        (deactivated, deactivated_id),
+        (downgraded, downgraded_id),
+        (logged_out, _),
+    ) = await asyncio.gather(*(_invite(gw, t.smtp, owner, "admin") for _ in range(3)))
+    key = await t.create("POST", "/api/v1/api-keys", json={"name": "revoked", "scopes": ["*"]})
+    client = await t.api_credential("client", ("*", "users:read"))
+    client_row = next(
+        c["id"]
+        for c in (await t.create("GET", "/api/v1/oauth/clients"))["data"]
+        if c["name"] == client.name
+    )
+    for headers in (
+        bearer(deactivated),
+        bearer(downgraded),
+        bearer(logged_out),
+        bearer(key["key"]),
+        client.headers,
+    ):
+        await used(headers)
+    await t.create("POST", f"/api/v1/users/{deactivated_id}/deactivate")
+    await t.create("PATCH", f"/api/v1/users/{downgraded_id}", json={"roles": ["viewer"]})
+    await t.create("DELETE", f"/api/v1/api-keys/{key['id']}", want=(204,))
+    await t.create("DELETE", f"/api/v1/oauth/clients/{client_row}", want=(204,))
+    r = await gw.post("/api/v1/auth/logout", json={"everywhere": True}, headers=bearer(logged_out))
+    assert r.status_code == 204, r.text
+    # an access token its holder revoked (RFC 7009)
+    revoked_token = await _second_token(t)
+    r = await gw.post(
+        "/api/v1/oauth/revoke", data={"token": revoked_token}, headers=bearer(revoked_token)
+    )
+    assert r.status_code == 200, r.text
+    t.credentials.pop(client.name)  # never hand the revoked client out again
+    return {
+        "deactivated admin": Caller("deactivated admin", bearer(deactivated), "revoked"),
+        "admin downgraded to viewer (old token)": Caller(
+            "admin downgraded to viewer (old token)", bearer(downgraded), "revoked"
+        ),
+        "logged out everywhere": Caller("logged out everywhere", bearer(logged_out), "revoked"),
+        "revoked API key": Caller("revoked API key", bearer(key["key"]), "revoked"),
+        "revoked OAuth client's token": Caller(
+            "revoked OAuth client's token", client.headers, "revoked"
+        ),
+        "access token revoked by its holder": Caller(
+            "access token revoked by its holder", bearer(revoked_token), "revoked"
+        ),
+    }
+
+
+async def _second_token(t: Tenant) -> str:
+    """A fresh access token of the tenant's viewer (its main token stays valid)."""
+    me = await t.create("GET", "/api/v1/users/me", headers=t.crm.auth("viewer"))
+    r = await t.gw.post("/api/v1/auth/login", json={"email": me["email"], "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
