@@ -298,12 +298,21 @@ async def ensure_streams(js: JetStreamContext) -> None:
         try:
             info = await js.stream_info(str(config.name))
         except NotFoundError:
-            await js.add_stream(config)
-            continue
+            info = None
         # Only an actual change is sent: a service's NATS user may read stream info but
         # never create or change a stream (nats_permissions); the admin declares them.
-        if _stream_differs(info.config, config):
-            await js.update_stream(config)
+        if info is not None and not _stream_differs(info.config, config):
+            continue
+        try:
+            if info is None:
+                await js.add_stream(config)
+            else:
+                await js.update_stream(config)
+        except nats.errors.TimeoutError as exc:  # a permissions violation gets no answer
+            raise RuntimeError(
+                f"stream {config.name} is missing or outdated and could not be declared "
+                "(a service's NATS user may not: run `crm streams` as the NATS admin)"
+            ) from exc
     from crm_lib.exports import export_store  # (imports this module)
 
     await export_store(js)

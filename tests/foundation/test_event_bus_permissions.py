@@ -174,3 +174,24 @@ async def test_a_service_cannot_change_streams_or_read_dead_letters_or_eavesdrop
     await conn.nc.flush()
     await asyncio.sleep(0.2)
     assert [e for e in conn.errors if "subscription" in e and "crm.>" in e], conn.errors
+
+
+async def test_a_worker_cannot_declare_missing_streams_and_says_so(
+    tmp_path: Any, nats_credentials: NatsCredentials
+) -> None:
+    """On a NATS without the streams, a service's user gets a clear error (the admin
+    declares them: `crm streams`, make run, the Helm migrations Job), not a silent hang."""
+    server = nats_credentials.server(tmp_path / "nats")
+    with server:
+        creds = nats_credentials.for_service("sales")
+        nc = await nats.connect(
+            server.url,
+            user=creds["nats_user"],
+            password=creds["nats_password"].get_secret_value(),
+            error_cb=Connection().error_cb,
+        )
+        try:
+            with pytest.raises(RuntimeError, match="crm streams"):
+                await ensure_streams(nc.jetstream(timeout=DENIED_TIMEOUT))
+        finally:
+            await nc.close()
