@@ -276,6 +276,15 @@ class SessionLogs:
         self.findings: list[Finding] = []
         self.scanned: list[Path] = []
 
+    def attach(self) -> None:
+        """(Re)attach to the root logger: building a Litestar app configures logging again
+        and replaces the root's handlers, which would silently drop stdlib records."""
+        root = logging.getLogger()
+        if self.handler not in root.handlers:
+            root.addHandler(self.handler)
+        if root.level > logging.INFO or root.level == logging.NOTSET:
+            root.setLevel(logging.INFO)
+
     def close(self) -> None:
         self._remove_sink()
         root = logging.getLogger()
@@ -319,10 +328,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     setup_logging(PlatformSettings(service_name="tests", log_level="WARNING", log_json=True))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    if _session_logs is not None:
+        _session_logs.attach()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_fixture_setup(fixturedef: Any, request: Any) -> Any:
     """Every fixture value's secrets (server passwords, settings' tokens) are watched."""
     result = yield
+    if _session_logs is not None:
+        _session_logs.attach()
     try:
         harvest_secrets(result)
     except Exception:  # noqa: S110 - never break a fixture over the scan's bookkeeping

@@ -123,7 +123,8 @@ async def rejected(verifier: JWKSVerifier, token: str) -> ProblemError:
 async def test_valid_user_token(jwks_host: JWKSHost) -> None:
     verifier = make_verifier(jwks_host)
     jti = uuid.uuid4().hex
-    principal = await verifier.verify(mint(jti=jti, roles=["admin", "viewer"]))
+    token = mint(jti=jti, roles=["admin", "viewer"])
+    principal = await verifier.verify(token)
     assert principal == Principal(
         tenant_id=TENANT,
         subject=f"user:{USER}",
@@ -137,7 +138,7 @@ async def test_valid_user_token(jwks_host: JWKSHost) -> None:
     assert principal.issued_at > 0  # iat kept: compared with not-before markers
     # verified tokens are remembered: no second fetch, same answer
     fetches = verifier.fetches
-    assert await verifier.verify(mint(jti=jti, roles=["admin", "viewer"])) == principal
+    assert await verifier.verify(token) == principal
     assert verifier.fetches == fetches == 1
 
 
