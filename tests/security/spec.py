@@ -215,6 +215,11 @@ def _is_uuid_schema(schema: dict[str, Any]) -> bool:
 
 
 class Spec:
+    # No __dict__: the log scan's fixture harvest (crm_lib.testing_logs) would otherwise
+    # walk the OpenAPI document and take every string under a path named ".../token" for
+    # a secret (e.g. "identity", then found in every log line naming the service).
+    __slots__ = ("components", "document", "operations", "optional_locations")
+
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
         self.components = document.get("components", {}).get("schemas", {})
@@ -436,6 +441,8 @@ class Request:
     note: str = ""
     #: the id slots holding another tenant's ids (cross-tenant requests)
     foreign: list[IdSlot] = field(default_factory=list)
+    #: slot -> the kind of the foreign id put there
+    foreign_kinds: dict[IdSlot, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         extra = f" query={self.query}" if self.query else ""

@@ -53,14 +53,21 @@ def attack_requests(spec: Spec, attacker: Tenant, victim: Tenant) -> list[Reques
             for kind, ids in sorted(victim.ids.items()):
                 req = build_request(op, mine, overrides={slot: ids[0]})
                 req.note = f"[{slot.label()} = B's {kind}]"
+                req.foreign_kinds = {slot: kind}
                 req.foreign = [slot]
                 out.append(req)
         everything = {s: victim.ids[s.kind][0] for s in slots if s.kind}  # type: ignore[index]
         req = build_request(op, mine, overrides=everything)
         req.note = "[every id = B's]"
         req.foreign = list(everything)
+        req.foreign_kinds = {slot: slot.kind or "" for slot in everything}
         out.append(req)
     return out
+
+
+def _natural(req: Request, slot: IdSlot) -> bool:
+    """Whether the foreign id in ``slot`` is of the kind the slot names."""
+    return req.foreign_kinds.get(slot) == slot.kind
 
 
 def _fingerprint(r: httpx.Response) -> Any:
@@ -168,9 +175,18 @@ async def outcome(
     before = await settled(sec_gw, victim, views)
     volatile = set(diff(before, await snapshot(sec_gw, victim, views)))
 
-    answers = await bounded([send(sec_gw, r, attacker.owner) for r in reqs], limit=16)
+    # A's owner sends everything; A's "*" API key the natural-kind attacks (the
+    # credential path: key exchange at the gateway, scopes instead of roles)
+    key = await attacker.api_credential("api_key", ("*",))
+    calls = [(r, "A's owner", attacker.owner) for r in reqs]
+    calls += [
+        (r, "A's * API key", key.headers)
+        for r in reqs
+        if all(_natural(r, slot) for slot in r.foreign)
+    ]
+    answers = await bounded([send(sec_gw, r, h) for r, _, h in calls], limit=16)
     failures: dict[str, list[str]] = {}
-    for req, r in zip(reqs, answers, strict=True):
+    for (req, who, _), r in zip(calls, answers, strict=True):
         sent = req.describe()
         wrong = ""
         if r.status_code in CROSS_TENANT_ALLOWED:
@@ -186,11 +202,11 @@ async def outcome(
         if leaks:
             wrong += f" LEAKS {leaks}"
         if wrong:
-            failures.setdefault(req.op.key, []).append(line(req, "A's owner", r) + " " + wrong)
+            failures.setdefault(req.op.key, []).append(line(req, who, r) + " " + wrong)
 
     after = await snapshot(sec_gw, victim, views)
     changed = [d for d in diff(before, after) if d not in volatile]
-    return Outcome(failures, changed, len(reqs))
+    return Outcome(failures, changed, len(calls))
 
 
 def _summary(failures: dict[str, list[str]]) -> str:
