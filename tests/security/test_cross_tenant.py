@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,8 +118,32 @@ def diff(a: Any, b: Any, where: str = "") -> list[str]:
     return [] if a == b else [where]
 
 
+#: Job states that still move on their own (the snapshot waits them out).
+IN_FLIGHT = frozenset(
+    {"queued", "running", "pending", "requested", "processing", "in_progress", "validating"}
+)
+
+
+async def jobs_done(gw: httpx.AsyncClient, victim: Tenant, reqs: list[Request]) -> None:
+    """Wait (up to 60 s) until no job of B (export, GDPR request, import...) is in flight."""
+    items = [r for r in reqs if r.op.path_params]
+    for _ in range(120):
+        answers = await bounded([send(gw, r, victim.owner) for r in items], limit=8)
+        moving = [
+            r.describe()
+            for r, a in zip(items, answers, strict=True)
+            if a.headers.get("content-type", "").startswith("application/json")
+            and isinstance(a.json(), dict)
+            and a.json().get("status") in IN_FLIGHT
+        ]
+        if not moving:
+            return
+        await asyncio.sleep(0.5)
+
+
 async def settled(gw: httpx.AsyncClient, victim: Tenant, reqs: list[Request]) -> dict[str, Any]:
     """B's snapshot once its background jobs (exports, GDPR, imports) stopped moving it."""
+    await jobs_done(gw, victim, reqs)
     last = await snapshot(gw, victim, reqs)
     for _ in range(30):
         await asyncio.sleep(0.5)
@@ -173,6 +198,9 @@ async def outcome(
     assert len(ops) > 50, sorted(ops)
     views = snapshot_requests(spec, victim)
     before = await settled(sec_gw, victim, views)
+    # the snapshot does hold B's data (its resources carry B's canary)
+    seen = json.dumps(before)
+    assert victim.canary in seen and len(views) > 40, len(views)
     volatile = set(diff(before, await snapshot(sec_gw, victim, views)))
 
     # A's owner sends everything; A's "*" API key the natural-kind attacks (the
