@@ -212,12 +212,36 @@ async def outcome(
         for r in reqs
         if all(_natural(r, slot) for slot in r.foreign)
     ]
+    # identity headers naming B: the gateway drops them, the answer stays A's 404
+    spoof = {
+        **attacker.owner,
+        "X-Tenant-ID": victim.tenant_id,
+        "X-Tenant": victim.tenant_id,
+        "X-User-ID": victim.crm.user_ids["owner"],
+        "X-Principal": f"user:{victim.crm.user_ids['owner']}",
+    }
+    calls += [
+        (r, "A's owner + X-Tenant-ID of B", spoof)
+        for r in reqs
+        if r.op.method == "GET" and len(r.foreign) == 1 and _natural(r, r.foreign[0])
+    ]
+    # every list and search, searching for B's canary: nothing of B in any answer
+    for op in spec.operations:
+        if op.method == "GET" and not op.id_slots() and not op.unknown_params():
+            req = build_request(op, _ids(attacker))
+            if any(p.name == "q" for p in op.query_params):
+                req.query["q"] = victim.canary
+            req.note = "[list]"
+            calls += [(req, "A's owner", attacker.owner), (req, "A's owner", spoof)]
     answers = await bounded([send(sec_gw, r, h) for r, _, h in calls], limit=16)
     failures: dict[str, list[str]] = {}
     for (req, who, _), r in zip(calls, answers, strict=True):
         sent = req.describe()
         wrong = ""
-        if r.status_code in CROSS_TENANT_ALLOWED:
+        if req.note == "[list]":
+            if r.status_code >= 500:
+                wrong = "status"
+        elif r.status_code in CROSS_TENANT_ALLOWED:
             if not is_problem(r):
                 wrong = "not a problem document"
         elif r.status_code in QUERY_FILTER_OK and all(s.where == "query" for s in req.foreign):
