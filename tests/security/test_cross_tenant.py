@@ -118,6 +118,9 @@ def diff(a: Any, b: Any, where: str = "") -> list[str]:
     return [] if a == b else [where]
 
 
+#: Lists that take ``q=`` (full-text search) although the OpenAPI does not declare it.
+SEARCHES = frozenset({"GET /api/v1/contacts", "GET /api/v1/companies"})
+
 #: Job states that still move on their own (the snapshot waits them out).
 IN_FLIGHT = frozenset(
     {"queued", "running", "pending", "requested", "processing", "in_progress", "validating"}
@@ -229,7 +232,7 @@ async def outcome(
     for op in spec.operations:
         if op.method == "GET" and not op.id_slots() and not op.unknown_params():
             req = build_request(op, _ids(attacker))
-            if any(p.name == "q" for p in op.query_params):
+            if op.key in SEARCHES or any(p.name == "q" for p in op.query_params):
                 req.query["q"] = victim.canary
             req.note = "[list]"
             calls += [(req, "A's owner", attacker.owner), (req, "A's owner", spoof)]
