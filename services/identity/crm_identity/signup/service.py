@@ -85,12 +85,10 @@ class SlugProbeLimit:
 
     async def check(self, address: str) -> None:
         try:
-            count, ttl = (
-                await self.redis.pipeline(transaction=False)
-                .get(collisions_key(address))
-                .ttl(collisions_key(address))
-                .execute()
-            )
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(collisions_key(address))
+                pipe.ttl(collisions_key(address))
+                count, ttl = await pipe.execute()
         except Exception as exc:  # documented fail-open: Redis down must not stop sign-ups
             log.warning("signup.probe_limit_unavailable", error=type(exc).__name__)
             return
