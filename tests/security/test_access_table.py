@@ -45,16 +45,7 @@ UNRELATED_SCOPE = ("webhooks:read",)
 
 #: (operation, caller name) -> why today's answer is wrong. Each is an xfail (strict) in
 #: test_known_access_bug until fixed, and excluded from test_access_table.
-_IMPORTS = (
-    "GET /imports refuses viewers and contacts:read credentials (403) while GET "
-    "/imports/{id}, /imports/{id}/errors and every exports read let them in (their own jobs "
-    "only): one rule for reading jobs; expected 200 (an empty list)"
-)
-KNOWN_BUGS: dict[tuple[str, str], str] = {
-    ("GET /api/v1/imports", "viewer"): _IMPORTS,
-    ("GET /api/v1/imports", "api_key[contacts:read]"): _IMPORTS,
-    ("GET /api/v1/imports", "client[contacts:read]"): _IMPORTS,
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 async def test_table_covers_exactly_the_openapi(spec: Spec) -> None:

@@ -184,12 +184,7 @@ class Outcome:
 
 #: Operations known to answer wrongly today (operation key -> reason): each is an xfail
 #: (strict) in ``test_known_cross_tenant_bug`` until fixed, and excluded from the main test.
-KNOWN_BUGS: dict[str, str] = {
-    "DELETE /api/v1/teams/{team_id}/members/{user_id}": (
-        "removing a user who is not in the tenant (another tenant's user id) answers 200 "
-        "with the team; PUT on the same path answers 404: expected 404"
-    ),
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")

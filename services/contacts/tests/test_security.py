@@ -510,3 +510,36 @@ async def test_visibility_rule_needs_a_team_of_the_tenant(
         return r if r.status_code == 200 else None
 
     await eventually(empty_rule)
+
+
+async def test_import_jobs_are_listed_per_creating_principal(
+    platform_gateway: httpx.AsyncClient, sec: CrmTenant
+) -> None:
+    """API keys have no user id: listing by user id once showed every key's jobs to each."""
+    gw = platform_gateway
+    keys = []
+    for name in ("etl-a", "etl-b"):
+        r = await gw.post(
+            f"{API}/api-keys",
+            json={"name": name, "scopes": ["contacts:write"]},
+            headers=sec.auth("owner"),
+        )
+        assert r.status_code == 201, r.text
+        keys.append({"Authorization": f"Bearer {r.json()['key']}"})
+    up = await gw.post(
+        f"{API}/imports",
+        content=_csv(["first_name"], [["Ada"]]),
+        params={"filename": "a.csv"},
+        headers={**keys[0], "Content-Type": "text/csv"},
+    )
+    assert up.status_code == 201, up.text
+    mine = await gw.get(f"{API}/imports", headers=keys[0])
+    assert [j["id"] for j in mine.json()["data"]] == [up.json()["id"]]
+    theirs = await gw.get(f"{API}/imports", headers=keys[1])
+    assert theirs.status_code == 200 and theirs.json()["data"] == []
+    assert (await gw.get(f"{API}/imports/{up.json()['id']}", headers=keys[1])).status_code == 404
+    # reading jobs needs no write right: a viewer lists their own (none)
+    viewer = await gw.get(f"{API}/imports", headers=sec.auth("viewer"))
+    assert viewer.status_code == 200 and viewer.json()["data"] == []
+    owner = await gw.get(f"{API}/imports", headers=sec.auth("owner"))
+    assert up.json()["id"] in {j["id"] for j in owner.json()["data"]}

@@ -33,11 +33,12 @@ class ImportRepository:
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def jobs(
-        self, user_id: uuid.UUID | None, all_jobs: bool, before: tuple[Any, Any] | None, limit: int
+        self, actor: str, all_jobs: bool, before: tuple[Any, Any] | None, limit: int
     ) -> list[ImportJob]:
         stmt = select(ImportJob)
         if not all_jobs:
-            stmt = stmt.where(ImportJob.created_by_user == user_id)
+            # by the creating principal (user, API key or client), as ``visible`` decides
+            stmt = stmt.where(ImportJob.created_by == actor)
         if before is not None:
             stmt = stmt.where(
                 or_(

@@ -304,10 +304,8 @@ class ImportService:
         return job_view(job)
 
     async def jobs(self, before: tuple[Any, Any] | None, limit: int) -> list[ImportJob]:
-        self.access.require_write()
-        return await self.repo.jobs(
-            self.access.user_id, may_see_all_jobs(self.access), before, limit
-        )
+        """The caller's own jobs (owners/admins: all), like every other job read."""
+        return await self.repo.jobs(self.access.actor, may_see_all_jobs(self.access), before, limit)
 
     async def error_rows(self, job_id: uuid.UUID) -> list[list[Any]]:
         job = await self.visible(job_id)

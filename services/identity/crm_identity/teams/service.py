@@ -154,9 +154,18 @@ class TeamService:
     async def remove_member(self, team_id: uuid.UUID, user_id: uuid.UUID) -> schemas.Team:
         self._require_manager()
         team = await self._get(team_id)
-        await self.session.execute(
-            delete(TeamMember).where(TeamMember.team_id == team_id, TeamMember.user_id == user_id)
-        )
+        removed = (
+            await self.session.execute(
+                delete(TeamMember)
+                .where(TeamMember.team_id == team_id, TeamMember.user_id == user_id)
+                .returning(TeamMember.user_id)
+            )
+        ).first()
+        if removed is None:
+            # not a member: nothing happened, and a user this tenant does not have is a 404
+            if await self.session.get(User, user_id) is None:
+                raise ProblemError(404, "No such user.")
+            return await self._view(team)
         await emit(
             self.session,
             "identity.team.member_removed",
