@@ -8,10 +8,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -65,6 +67,40 @@ class ProblemError(HTTPException):
             errors=self.errors,
             extensions=self.extensions,
         )
+
+
+class FieldError(msgspec.Struct):
+    """One entry of a validation problem's ``errors``."""
+
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """The shape of every problem document (RFC 9457), for OpenAPI ``responses``.
+
+    The answers themselves come from :class:`ProblemError`; services subclass this for
+    extra members (e.g. ``duplicates``).
+    """
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    #: Validation problems: what is wrong, field by field.
+    errors: list[FieldError] | None = None
+    request_id: str | None = None
+
+
+def problem_spec(description: str, container: type[Problem] = Problem) -> ResponseSpec:
+    """An OpenAPI response of ``application/problem+json`` with ``container``'s schema."""
+    return ResponseSpec(
+        data_container=container,
+        description=description,
+        media_type=PROBLEM_JSON,
+        generate_examples=False,
+    )
 
 
 def problem_body(

@@ -352,11 +352,38 @@ async def served(app: Any) -> AsyncIterator[RunningServer]:
         await running.stop()
 
 
+@dataclass
+class PlatformStack:
+    """Every service's web app served on its own port, plus the real gateway in front."""
+
+    #: ``<service>_url`` -> the service's own address (a caller bypassing the gateway)
+    service_urls: dict[str, str]
+    #: where the servers are (identity's settings)
+    platform_settings: PlatformSettings
+    #: an HTTP client on the default gateway (set once it is up)
+    gateway: httpx.AsyncClient = field(init=False)
+
+    def gateway_settings(self, **overrides: Any) -> Any:
+        """Settings for another gateway in front of the same services (``GatewaySettings``)."""
+        from crm_gateway.settings import GatewaySettings
+
+        return GatewaySettings.model_validate(
+            {
+                **self.service_urls,
+                "redis_url": self.platform_settings.redis_url,
+                "nats_url": self.platform_settings.nats_url,
+                "database_url": self.platform_settings.database_url,
+                "internal_token": "test-internal-token",
+                "log_level": "WARNING",
+                **overrides,
+            }
+        )
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def platform_gateway(platform: RunningPlatform) -> AsyncIterator[httpx.AsyncClient]:
-    """Every service's web app plus the real gateway in front, as an HTTP client."""
+async def platform_stack(platform: RunningPlatform) -> AsyncIterator[PlatformStack]:
+    """The whole platform over HTTP: every service's web app, then the gateway."""
     from crm_gateway.app import create_app as create_gateway
-    from crm_gateway.settings import GatewaySettings
 
     urls: dict[str, str] = {}
     servers = []
@@ -369,21 +396,18 @@ async def platform_gateway(platform: RunningPlatform) -> AsyncIterator[httpx.Asy
         server = await serve_app(build_app(platform.definitions[name], app_settings, runtime=rt))
         servers.append(server)
         urls[f"{name}_url"] = server.url
-    identity_settings = platform.runtime("identity").settings
-    settings = GatewaySettings.model_validate(
-        {
-            **urls,
-            "redis_url": identity_settings.redis_url,
-            "nats_url": identity_settings.nats_url,
-            "database_url": identity_settings.database_url,
-            "internal_token": "test-internal-token",
-            "log_level": "WARNING",
-        }
-    )
+    stack = PlatformStack(urls, platform.runtime("identity").settings)
     async with (
-        served(create_gateway(settings)) as gw,
+        served(create_gateway(stack.gateway_settings())) as gw,
         httpx.AsyncClient(base_url=gw.url, timeout=30) as client,
     ):
-        yield client
+        stack.gateway = client
+        yield stack
     for server in servers:
         await server.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def platform_gateway(platform_stack: PlatformStack) -> httpx.AsyncClient:
+    """An HTTP client on the real gateway in front of every service."""
+    return platform_stack.gateway

@@ -13,11 +13,8 @@ from typing import Any
 import httpx
 import pytest_asyncio
 
-from crm_gateway.app import create_app as create_gateway
-from crm_gateway.settings import GatewaySettings
-from crm_lib.service import build_app
 from crm_lib.settings import SERVICE_NAMES
-from crm_lib.testing import RunningPlatform, SmtpSink, eventually, serve_app, served
+from crm_lib.testing import PlatformStack, SmtpSink, eventually
 from crm_lib.testing_logs import remember_secret
 
 PASSWORD = remember_secret("Correct-Horse-42-battery")
@@ -31,38 +28,14 @@ class Stack:
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def stack(platform: RunningPlatform) -> AsyncIterator[Stack]:
-    urls: dict[str, str] = {}
-    servers = []
-    for name in SERVICE_NAMES:  # identity first: the others fetch its JWKS
-        rt = platform.runtime(name)
-        settings = rt.settings
-        if name != "identity":
-            settings = settings.model_copy(update={"identity_url": urls["identity_url"]})
-        server = await serve_app(build_app(platform.definitions[name], settings, runtime=rt))
-        servers.append(server)
-        urls[f"{name}_url"] = server.url
-    identity_settings = platform.runtime("identity").settings
-    settings = GatewaySettings(
-        **urls,
-        redis_url=identity_settings.redis_url,
-        nats_url=identity_settings.nats_url,
-        database_url=identity_settings.database_url,
-        internal_token="test-internal-token",
-        log_level="WARNING",
-    )
+async def stack(platform_stack: PlatformStack) -> AsyncIterator[Stack]:
     direct = {
-        name: httpx.AsyncClient(base_url=urls[f"{name}_url"], timeout=30) for name in SERVICE_NAMES
+        name: httpx.AsyncClient(base_url=platform_stack.service_urls[f"{name}_url"], timeout=30)
+        for name in SERVICE_NAMES
     }
-    async with (
-        served(create_gateway(settings)) as gw,
-        httpx.AsyncClient(base_url=gw.url, timeout=30) as client,
-    ):
-        yield Stack(client, direct)
+    yield Stack(platform_stack.gateway, direct)
     for one in direct.values():
         await one.aclose()
-    for server in servers:
-        await server.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")

@@ -30,10 +30,8 @@ import httpx
 import pytest_asyncio
 
 from crm_gateway.app import create_app as create_gateway
-from crm_gateway.settings import GatewaySettings
-from crm_lib.service import build_app
 from crm_lib.settings import SERVICE_NAMES
-from crm_lib.testing import RunningPlatform, SmtpSink, serve_app, served
+from crm_lib.testing import PlatformStack, SmtpSink, served
 from services.contacts.tests.conftest import PASSWORD, _invite, make_tenant
 from tests.security.resources import FACTORIES, ROLES, Caller, Tenant, bounded
 from tests.security.spec import Spec
@@ -46,30 +44,12 @@ SERVICE_URLS: dict[str, str] = {}
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
-async def sec_gw(platform: RunningPlatform) -> AsyncIterator[httpx.AsyncClient]:
-    urls: dict[str, str] = {}
-    servers = []
-    for name in sorted(SERVICE_NAMES, key=lambda n: n != "identity"):
-        rt = platform.runtime(name)
-        app_settings = rt.settings
-        if name != "identity":
-            app_settings = app_settings.model_copy(update={"identity_url": urls["identity_url"]})
-        server = await serve_app(build_app(platform.definitions[name], app_settings, runtime=rt))
-        servers.append(server)
-        urls[f"{name}_url"] = server.url
-        SERVICE_URLS[name] = server.url
-    identity_settings = platform.runtime("identity").settings
-    settings = GatewaySettings.model_validate(
-        {
-            **urls,
-            "redis_url": identity_settings.redis_url,
-            "nats_url": identity_settings.nats_url,
-            "database_url": identity_settings.database_url,
-            "internal_token": "test-internal-token",
-            "log_level": "WARNING",
-            "anonymous_requests_per_minute": 1_000_000,
-        }
-    )
+async def sec_gw(platform_stack: PlatformStack) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway of the suite's own in front of the shared services (its anonymous limit
+    raised), reached from the suite's own source address."""
+    for name in SERVICE_NAMES:
+        SERVICE_URLS[name] = platform_stack.service_urls[f"{name}_url"]
+    settings = platform_stack.gateway_settings(anonymous_requests_per_minute=1_000_000)
     transport = httpx.AsyncHTTPTransport(local_address=SOURCE_ADDRESS, retries=0)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
     async with (
@@ -79,8 +59,6 @@ async def sec_gw(platform: RunningPlatform) -> AsyncIterator[httpx.AsyncClient]:
         ) as client,
     ):
         yield client
-    for server in servers:
-        await server.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")

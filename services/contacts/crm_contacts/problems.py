@@ -8,25 +8,9 @@ from __future__ import annotations
 import uuid
 
 import msgspec
-from litestar.openapi.datastructures import ResponseSpec
 
-PROBLEM_MEDIA = "application/problem+json"
-
-
-class FieldError(msgspec.Struct):
-    field: str
-    message: str
-
-
-class Problem(msgspec.Struct, omit_defaults=True):
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
-    instance: str | None = None
-    #: Validation problems: what is wrong, field by field.
-    errors: list[FieldError] | None = None
-    request_id: str | None = None
+from crm_lib.http import Problem
+from crm_lib.http import problem_spec as problem
 
 
 class DuplicateRef(msgspec.Struct):
@@ -37,15 +21,6 @@ class DuplicateRef(msgspec.Struct):
 
 class DuplicateProblem(Problem, omit_defaults=True):
     duplicates: list[DuplicateRef] | None = None
-
-
-def problem(description: str, container: type[Problem] = Problem) -> ResponseSpec:
-    return ResponseSpec(
-        data_container=container,
-        description=description,
-        media_type=PROBLEM_MEDIA,
-        generate_examples=False,
-    )
 
 
 SENSITIVE_WRITE = problem(

@@ -5,40 +5,13 @@ Only the shape is described here; the answers come from ``crm_lib.http.ProblemEr
 
 from __future__ import annotations
 
-import msgspec
-from litestar.openapi.datastructures import ResponseSpec
-
-PROBLEM_MEDIA = "application/problem+json"
-
-
-class FieldError(msgspec.Struct):
-    field: str
-    message: str
-
-
-class Problem(msgspec.Struct, omit_defaults=True):
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
-    instance: str | None = None
-    #: Validation problems: what is wrong, field by field.
-    errors: list[FieldError] | None = None
-    request_id: str | None = None
+from crm_lib.http import Problem
+from crm_lib.http import problem_spec as problem
 
 
 class OAuthProblem(Problem, omit_defaults=True):
     #: The RFC 6749 §5.2 error code (RFC 7009 revocation).
     error: str | None = None
-
-
-def problem(description: str, container: type[Problem] = Problem) -> ResponseSpec:
-    return ResponseSpec(
-        data_container=container,
-        description=description,
-        media_type=PROBLEM_MEDIA,
-        generate_examples=False,
-    )
 
 
 INVALID_LOGIN = problem(
