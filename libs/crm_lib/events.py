@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_lib.platform_tables import InboxRow, OutboxRow, TenantRegistryRow
 from crm_lib.settings import PlatformSettings
 from crm_lib.telemetry import (
+    describe_error,
     extract_context,
     get_logger,
     inject_headers,
@@ -432,7 +433,10 @@ class OutboxRelay:
                 await conn.execute(
                     update(OutboxRow)
                     .where(OutboxRow.id.in_([row_id for row_id, _ in failed]))
-                    .values(attempts=OutboxRow.attempts + 1, last_error=repr(failed[0][1])[:1000])
+                    .values(
+                        attempts=OutboxRow.attempts + 1,
+                        last_error=describe_error(failed[0][1])[:1000],
+                    )
                 )
         self.published += len(done)
         if failed:
@@ -494,7 +498,7 @@ class OutboxRelay:
                     n = await self.flush_once()
                     backoff = 0.2
                 except Exception as exc:  # NATS or DB down: rows stay, retry later
-                    log.warning("outbox.flush_failed", error=repr(exc))
+                    log.warning("outbox.flush_failed", error=describe_error(exc))
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
@@ -581,6 +585,14 @@ class PoisonMessage(Exception):
     """A message that can never be processed (undecodable, invalid tenant, forged subject)."""
 
 
+def _consumer_error(exc: BaseException) -> str:
+    """What logs and dead-letter headers say about a failed message: our own reasons in
+    full, anything else without its text (a database error quotes the row's values)."""
+    if isinstance(exc, PoisonMessage | TenantNotReady):
+        return f"{type(exc).__name__}: {exc}"
+    return describe_error(exc)
+
+
 def check_subject(subject: str, event: Event) -> None:
     """The subject must be exactly the envelope's: ``crm.<tenant_id>.<type>``.
 
@@ -655,7 +667,7 @@ class EventWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS away: keep trying
-                log.warning("consumer.fetch_failed", consumer=sub.name, error=repr(exc))
+                log.warning("consumer.fetch_failed", consumer=sub.name, error=describe_error(exc))
                 if psub is not None:
                     with contextlib.suppress(Exception):
                         await psub.unsubscribe()
@@ -725,7 +737,7 @@ class EventWorker:
                         consumer=consumer,
                         subject=msg.subject,
                         delivered=delivered,
-                        error=repr(exc),
+                        error=_consumer_error(exc),
                     )
                     await msg.nak(delay=delay)
 
@@ -775,12 +787,18 @@ class EventWorker:
             {
                 "Crm-Dlq-Consumer": consumer,
                 "Crm-Dlq-Subject": msg.subject,
+                # the dead letter already carries the payload; the reason in full helps the operator
                 "Crm-Dlq-Error": repr(exc)[:500],
                 "Crm-Dlq-Delivered": str(delivered),
                 "Crm-Dlq-At": datetime.now(UTC).isoformat(),
             }
         )
-        log.error("consumer.dead_letter", consumer=consumer, subject=msg.subject, error=repr(exc))
+        log.error(
+            "consumer.dead_letter",
+            consumer=consumer,
+            subject=msg.subject,
+            error=_consumer_error(exc),
+        )
         await self.js.publish(
             dlq_subject(self.settings.service_name, consumer), msg.data, headers=headers, timeout=5
         )

@@ -16,7 +16,7 @@ from crm_lib.auth import Principal
 from crm_lib.http import ProblemError
 from crm_lib.privacy import PRIVACY_SERVICES, delete_parts, read_part
 from crm_lib.service import ServiceRuntime
-from crm_lib.telemetry import get_logger
+from crm_lib.telemetry import describe_error, get_logger
 
 log = get_logger("crm.contacts.gdpr")
 
@@ -58,7 +58,9 @@ class GdprController(Controller):
             for service in PRIVACY_SERVICES:
                 parts[service] = await read_part(js, principal.tenant_id, request.id, service)
         except Exception as exc:
-            log.warning("gdpr.download_failed", request_id=str(request.id), error=repr(exc))
+            log.warning(
+                "gdpr.download_failed", request_id=str(request.id), error=describe_error(exc)
+            )
             raise ProblemError(
                 410, "The export's parts are no longer stored (expired or erased)."
             ) from exc
