@@ -34,9 +34,9 @@ from sqlalchemy import insert, text
 from bench.common import Result, Stack, Stopwatch, Target, log
 from crm_contacts.access import access_for
 from crm_contacts.app import SCHEMA as CONTACTS_SCHEMA
+from crm_contacts.background import job_runner
 from crm_contacts.contacts.service import phone_digits, search_text
 from crm_contacts.imports.processor import CREATE_COLUMNS, ContactImporter
-from crm_contacts.imports.runner import JobRunner
 from crm_contacts.imports.schemas import ImportRun
 from crm_contacts.imports.service import ImportService
 from crm_lib.auth import Principal
@@ -212,7 +212,7 @@ async def run(stack: Stack, quick: bool) -> Result:
         async with db.tenant_session(import_tenant) as session:
             access = await access_for(session, principal)
             await ImportService(session, access).start(job_id, ImportRun())
-        await JobRunner(runtime).drain(import_tenant)
+        await job_runner(runtime).drain(import_tenant)
         import_s = watch.seconds
         async with db.tenant_session(import_tenant) as session:
             job = (

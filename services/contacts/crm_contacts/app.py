@@ -11,12 +11,12 @@ from litestar import Litestar
 from crm_contacts.activities.controllers import ActivityController, TimelineController
 from crm_contacts.activities.handlers import timeline_subscription
 from crm_contacts.audit.controllers import AuditController
+from crm_contacts.background import jobs_subscription, runner_of
 from crm_contacts.companies.controllers import CompanyContactsController, CompanyController
 from crm_contacts.contacts.controllers import ContactController, ContactLinkController
 from crm_contacts.exports.controllers import ExportController
 from crm_contacts.fields.controllers import CustomFieldController
 from crm_contacts.imports.controllers import ImportController
-from crm_contacts.imports.runner import jobs_subscription, runner_of
 from crm_contacts.members.controllers import TeamRuleController
 from crm_contacts.members.handlers import member_subscription
 from crm_contacts.merges.controllers import (
@@ -67,7 +67,7 @@ def subscriptions(runtime: ServiceRuntime) -> list[Subscription]:
 
 
 def background(runtime: ServiceRuntime) -> list[Callable[[asyncio.Event], Awaitable[None]]]:
-    # Import, revert and export jobs (crm_contacts.imports.runner).
+    # Import, revert and export jobs (crm_contacts.background).
     return [runner_of(runtime).run]
 
 

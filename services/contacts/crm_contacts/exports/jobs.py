@@ -10,15 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, insert
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.companies.service import CompanyService
 from crm_contacts.contacts.service import ContactService
-from crm_contacts.imports.csvfile import write_csv
-from crm_contacts.imports.jobs import record_context
-from crm_contacts.imports.repository import ImportRepository
-from crm_contacts.models import ExportChunk, ExportJob
+from crm_contacts.exports.repository import ExportRepository
+from crm_contacts.jobs.csv_output import write_csv
+from crm_contacts.jobs.principal import record_context
+from crm_contacts.jobs.repository import JobRepository, lease_expiry
+from crm_contacts.jobs.runner import JobKind
+from crm_contacts.models import ExportJob
 from crm_contacts.records.query import parse_list_query
 from crm_contacts.records.service import RecordService
 from crm_contacts.settings import ContactsSettings
@@ -82,7 +84,7 @@ def _flat(item: dict[str, Any], column: str) -> Any:
 
 async def export_step(session: AsyncSession, job: ExportJob, settings: ContactsSettings) -> bool:
     """Write the next page; True when the export is complete."""
-    repo = ImportRepository(session)
+    repo = JobRepository(session)
     ctx = await record_context(session, job.principal, settings)
     svc = service_for(job.entity, session, ctx)
     params = query_params(job.query)
@@ -109,9 +111,7 @@ async def export_step(session: AsyncSession, job: ExportJob, settings: ContactsS
             parts.append(b"]")
     data = b"".join(parts)
     if data:
-        await session.execute(
-            insert(ExportChunk).values(export_id=job.id, seq=job.chunk_count, data=data)
-        )
+        await ExportRepository(session).add_chunk(job.id, job.chunk_count, data)
     done = page.next_cursor is None
     values: dict[str, Any] = {
         "status": "completed" if done else "running",
@@ -149,10 +149,22 @@ async def export_step(session: AsyncSession, job: ExportJob, settings: ContactsS
             actor=job.created_by,
         )
     else:
-        values["lease_until"] = func.now() + func.make_interval(
-            0, 0, 0, 0, 0, 0, settings.job_lease_seconds
-        )
-    await session.execute(
-        ExportJob.__table__.update().where(ExportJob.id == job.id).values(**values)
-    )
+        values["lease_until"] = lease_expiry(settings.job_lease_seconds)
+    await repo.update(ExportJob, job.id, values)
     return done
+
+
+class ExportSteps:
+    """One leased run of an export job: a page per step."""
+
+    def __init__(self, settings: ContactsSettings) -> None:
+        self.settings = settings
+
+    async def step(self, session: AsyncSession, job: ExportJob) -> bool:
+        return await export_step(session, job, self.settings)
+
+    def close(self) -> None:
+        pass
+
+
+EXPORT_JOBS = JobKind(model=ExportJob, queued_event="contacts.export.queued", start=ExportSteps)

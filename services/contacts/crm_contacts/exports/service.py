@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
-from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.exports.jobs import query_params, service_for
+from crm_contacts.exports.repository import ExportRepository
 from crm_contacts.exports.schemas import ExportCreate
-from crm_contacts.imports.service import principal_record
-from crm_contacts.models import ExportChunk, ExportJob
+from crm_contacts.jobs.principal import principal_record
+from crm_contacts.models import ExportJob
 from crm_contacts.records.query import bad_query, parse_list_query
 from crm_contacts.records.service import RecordContext
 from crm_lib.events import emit
@@ -81,23 +81,19 @@ class ExportService:
         await svc.check_query(parse_list_query(query_params(query)))
         fields = svc.check_fields(data.fields) or []
         job_id = uuid.uuid4()
-        job = (
-            await self.session.execute(
-                insert(ExportJob)
-                .values(
-                    id=job_id,
-                    entity=data.entity,
-                    format=data.format,
-                    status="queued",
-                    query=query,
-                    fields=fields,
-                    principal=principal_record(self.access.principal),
-                    created_by=self.access.actor,
-                    created_by_user=self.access.user_id,
-                )
-                .returning(ExportJob)
-            )
-        ).scalar_one()
+        job = await ExportRepository(self.session).add_job(
+            {
+                "id": job_id,
+                "entity": data.entity,
+                "format": data.format,
+                "status": "queued",
+                "query": query,
+                "fields": fields,
+                "principal": principal_record(self.access.principal),
+                "created_by": self.access.actor,
+                "created_by_user": self.access.user_id,
+            }
+        )
         await emit(
             self.session,
             "contacts.export.queued",
@@ -108,29 +104,18 @@ class ExportService:
         return job
 
     async def get(self, export_id: uuid.UUID) -> ExportJob:
-        job = (
-            await self.session.execute(select(ExportJob).where(ExportJob.id == export_id))
-        ).scalar_one_or_none()
+        job = await ExportRepository(self.session).get(export_id)
         if job is None or job.created_by != self.access.actor:
             raise ProblemError(404, "No such export.")
         return job
 
     async def jobs(self) -> list[ExportJob]:
-        stmt = (
-            select(ExportJob)
-            .where(ExportJob.created_by == self.access.actor)
-            .order_by(ExportJob.created_at.desc(), ExportJob.id.desc())
-            .limit(100)
-        )
-        return list((await self.session.execute(stmt)).scalars())
+        return await ExportRepository(self.session).jobs(self.access.actor, 100)
 
 
 async def chunks(session: AsyncSession, export_id: uuid.UUID, count: int) -> AsyncIterator[bytes]:
+    repo = ExportRepository(session)
     for seq in range(count):
-        data = await session.scalar(
-            select(ExportChunk.data).where(
-                ExportChunk.export_id == export_id, ExportChunk.seq == seq
-            )
-        )
+        data = await repo.chunk_data(export_id, seq)
         if data is not None:
             yield data

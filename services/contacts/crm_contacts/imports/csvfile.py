@@ -5,7 +5,8 @@ Windows-1252, else Latin-1), parsed with the standard ``csv`` module in strict
 mode (an unbalanced quote rejects the file, naming the line where the broken
 field starts) and cut into fixed-size chunks of ``[row number, cells]``. Ragged
 rows and oversized fields are not file errors: the import reports them per row.
-Every CSV this service emits goes through ``safe_cell`` so that a cell starting
+Every CSV this service emits goes through ``safe_cell``
+(``crm_contacts.jobs.csv_output``, re-exported here) so that a cell starting
 with ``= + - @``, a tab or a carriage return is never run as a formula.
 """
 
@@ -16,14 +17,15 @@ import csv
 import io
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import msgspec
 
+from crm_contacts.jobs.csv_output import safe_cell as safe_cell
+from crm_contacts.jobs.csv_output import write_csv as write_csv
 from crm_lib.http import ProblemError
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 #: A parsed field longer than this is replaced by a row error (no crash, no huge rows).
 MAX_FIELD_CHARS = 32_768
 MAX_COLUMNS = 500
@@ -32,24 +34,6 @@ _packer = msgspec.msgpack.Encoder()
 _unpacker = msgspec.msgpack.Decoder(list[tuple[int, list[str]]])
 
 csv.field_size_limit(sys.maxsize)
-
-
-def safe_cell(value: object) -> str:
-    """A cell for a CSV we emit: formula-looking text is prefixed with a quote."""
-    if value is None:
-        return ""
-    text = str(value)
-    if text.startswith(FORMULA_PREFIXES):
-        return "'" + text
-    return text
-
-
-def write_csv(rows: Iterable[Iterable[object]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    for row in rows:
-        writer.writerow([safe_cell(v) for v in row])
-    return buf.getvalue().encode("utf-8")
 
 
 def decode(raw: bytes) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select, text
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.contacts.service import ContactService
@@ -29,28 +29,17 @@ from crm_contacts.imports.processor import (
     batch_record,
 )
 from crm_contacts.imports.repository import ImportRepository
-from crm_contacts.imports.service import principal_of
+from crm_contacts.jobs.principal import record_context
+from crm_contacts.jobs.repository import JobRepository, lease_expiry
+from crm_contacts.jobs.runner import JobKind
 from crm_contacts.models import Contact, ImportJob
-from crm_contacts.records.http import context_for
-from crm_contacts.records.service import REDACTED, RecordContext
+from crm_contacts.records.service import REDACTED
 from crm_contacts.settings import ContactsSettings
 from crm_lib.events import emit
-from crm_lib.http import ProblemError
-from crm_lib.telemetry import describe_error
 
 #: Test hook: called with (job id, chunk seq) inside a chunk's transaction, after the
 #: chunk is written and before the checkpoint moves (raise to simulate a crash).
 FAULTS: dict[uuid.UUID, Callable[[uuid.UUID, int], Awaitable[None]]] = {}
-
-
-async def record_context(
-    session: AsyncSession, principal_record: dict[str, Any], settings: ContactsSettings
-) -> RecordContext:
-    return await context_for(session, principal_of(principal_record), settings)
-
-
-def _lease(settings: ContactsSettings) -> Any:
-    return func.now() + text(f"interval '{int(settings.job_lease_seconds)} seconds'")
 
 
 def _yield_gil() -> None:
@@ -163,7 +152,7 @@ async def import_step(
         job.id,
         checkpoint=job.checkpoint + 1,
         counts=counts,
-        lease_until=_lease(settings),
+        lease_until=lease_expiry(settings.job_lease_seconds),
         last_error=None,
     )
     return False
@@ -171,6 +160,7 @@ async def import_step(
 
 async def _finish_import(session: AsyncSession, job: ImportJob) -> None:
     repo = ImportRepository(session)
+    jobs = JobRepository(session)
     status = "validated" if job.dry_run else "completed"
     await repo.set(
         job.id, status=status, finished_at=func.now(), lease_token=None, lease_until=None
@@ -178,7 +168,7 @@ async def _finish_import(session: AsyncSession, job: ImportJob) -> None:
     counts = {k: int(job.counts.get(k, 0)) for k in ("created", "updated", "unchanged", "failed")}
     if job.dry_run:
         return
-    await repo.audit(
+    await jobs.audit(
         actor=job.created_by,
         action="import",
         entity="contact",
@@ -209,7 +199,7 @@ async def revert_step(session: AsyncSession, job: ImportJob, settings: ContactsS
         await repo.set(
             job.id, status="reverted", finished_at=func.now(), lease_token=None, lease_until=None
         )
-        await repo.audit(
+        await JobRepository(session).audit(
             actor=job.principal.get("subject"),
             action="import_revert",
             entity="contact",
@@ -253,16 +243,7 @@ async def revert_step(session: AsyncSession, job: ImportJob, settings: ContactsS
         reverted += 1
     chunk = await repo.chunk(job.id, job.checkpoint)
     if chunk is not None and chunk.created_ids:
-        gone = await session.execute(
-            text(
-                "UPDATE contacts SET deleted_at = now(), version = version + 1,"
-                " updated_at = now(), updated_by = :actor"
-                " WHERE id = ANY(CAST(:ids AS uuid[])) AND version = 1 AND deleted_at IS NULL"
-                " RETURNING id, owner_id, version"
-            ),
-            {"ids": list(chunk.created_ids), "actor": ctx.access.actor},
-        )
-        deleted = gone.all()
+        deleted = await repo.delete_unchanged_created(list(chunk.created_ids), ctx.access.actor)
         skipped += len(chunk.created_ids) - len(deleted)
         reverted += len(deleted)
         await svc.repo.add_changes(
@@ -308,7 +289,10 @@ async def revert_step(session: AsyncSession, job: ImportJob, settings: ContactsS
     counts["reverted"] = int(counts.get("reverted", 0)) + reverted
     counts["revert_skipped"] = int(counts.get("revert_skipped", 0)) + skipped
     await repo.set(
-        job.id, checkpoint=job.checkpoint - 1, counts=counts, lease_until=_lease(settings)
+        job.id,
+        checkpoint=job.checkpoint - 1,
+        counts=counts,
+        lease_until=lease_expiry(settings.job_lease_seconds),
     )
     return False
 
@@ -348,19 +332,41 @@ def _redacted(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(REDACTED)
 
 
-async def load_job(session: AsyncSession, job_id: uuid.UUID) -> ImportJob | None:
-    return (
-        await session.execute(select(ImportJob).where(ImportJob.id == job_id).with_for_update())
-    ).scalar_one_or_none()
+async def _restart_dry_run(session: AsyncSession, job: ImportJob) -> None:
+    repo = ImportRepository(session)
+    if job.checkpoint > 0 or job.counts:
+        await repo.clear_results(job.id)
+        await repo.set(job.id, checkpoint=0, counts={})
+        job.checkpoint = 0
+        job.counts = {}
 
 
-def describe(exc: BaseException) -> str:
-    """A failed attempt, for the job's ``last_error`` and the log: never database text or
-    values (a SQL error quotes the row; issue 10). A problem gives its status, title and
-    the fields it names; anything else ``crm_lib.telemetry.describe_error``."""
-    if isinstance(exc, ProblemError):
-        fields = [str(e.get("field")) for e in exc.errors or []][:10]
-        where = f" ({', '.join(fields)})" if fields else ""
-        title = exc.title or ("Validation failed" if exc.status_code == 422 else "Refused")
-        return f"{exc.status_code} {title}{where}"[:1000]
-    return describe_error(exc)[:1000]
+class ImportSteps:
+    """One leased run of an import job (or its revert): a real run reads the next chunk
+    ahead (``Lookahead``); a dry run remembers earlier rows in memory, so a resumed
+    one starts over (it wrote nothing but its report)."""
+
+    def __init__(self, settings: ContactsSettings) -> None:
+        self.settings = settings
+        self.ahead = Lookahead()
+        self.dry: DryState | None = None
+        self.first = True
+
+    async def step(self, session: AsyncSession, job: ImportJob) -> bool:
+        if job.status in ("revert_queued", "reverting"):
+            done = await revert_step(session, job, self.settings)
+        else:
+            if job.dry_run:
+                if self.first:
+                    self.dry = DryState()
+                    await _restart_dry_run(session, job)
+                assert self.dry is not None
+            done = await import_step(session, job, self.settings, self.dry, self.ahead)
+        self.first = False
+        return done
+
+    def close(self) -> None:
+        self.ahead.cancel()
+
+
+IMPORT_JOBS = JobKind(model=ImportJob, queued_event="contacts.import.queued", start=ImportSteps)

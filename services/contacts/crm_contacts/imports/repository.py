@@ -1,4 +1,5 @@
-"""All SQL on import and export jobs (tenant-bound sessions)."""
+"""All SQL on import jobs (tenant-bound sessions); the lease mechanism's own SQL is
+``crm_contacts.jobs.repository``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ from sqlalchemy import delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from crm_contacts.models import AccessAudit, ImportChunk, ImportJob, ImportRowError, ImportUpdate
-
-RUNNABLE = ("queued", "running", "revert_queued", "reverting")
+from crm_contacts.models import ImportChunk, ImportJob, ImportRowError, ImportUpdate
 
 
 class ImportRepository:
@@ -111,32 +110,16 @@ class ImportRepository:
         stmt = select(ImportUpdate).where(ImportUpdate.job_id == job_id, ImportUpdate.seq == seq)
         return list((await self.session.execute(stmt)).scalars())
 
-    async def claim(self, model: Any, token: uuid.UUID, lease_seconds: int) -> Any | None:
-        """Lease the oldest runnable job nobody holds (or whose holder died)."""
-        candidate = (
-            select(model.id)
-            .where(
-                model.status.in_(RUNNABLE),
-                or_(model.lease_until.is_(None), model.lease_until < func.now()),
-            )
-            .order_by(model.created_at)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
+    async def delete_unchanged_created(self, ids: list[uuid.UUID], actor: str | None) -> list[Any]:
+        """Soft-delete the records an import created that nobody changed since (version
+        1): (id, owner_id, version) of each one deleted."""
+        gone = await self.session.execute(
+            text(
+                "UPDATE contacts SET deleted_at = now(), version = version + 1,"
+                " updated_at = now(), updated_by = :actor"
+                " WHERE id = ANY(CAST(:ids AS uuid[])) AND version = 1 AND deleted_at IS NULL"
+                " RETURNING id, owner_id, version"
+            ),
+            {"ids": ids, "actor": actor},
         )
-        stmt = (
-            update(model)
-            .where(model.id == candidate)
-            .values(
-                lease_token=token,
-                lease_until=func.now() + text(f"interval '{int(lease_seconds)} seconds'"),
-                attempts=model.attempts + 1,
-                updated_at=func.now(),
-            )
-            .returning(model)
-            .execution_options(synchronize_session=False)
-        )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def audit(self, **values: Any) -> None:
-        await self.session.execute(insert(AccessAudit).values(**values))
+        return list(gone.all())

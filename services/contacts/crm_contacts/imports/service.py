@@ -1,7 +1,8 @@
 """Import jobs: upload, mapping and start (dry or real), progress, error report, revert.
 
 The web process only parses and stores the upload and queues runs; the worker
-(``crm_contacts.imports.runner``) does the work chunk by chunk.
+(``crm_contacts.jobs.runner`` with ``crm_contacts.imports.jobs``) does the work
+chunk by chunk.
 """
 
 from __future__ import annotations
@@ -18,39 +19,15 @@ from crm_contacts.imports import csvfile
 from crm_contacts.imports.processor import MATCH_KEYS, STANDARD_TARGETS
 from crm_contacts.imports.repository import ImportRepository
 from crm_contacts.imports.schemas import ImportRun
+from crm_contacts.jobs.principal import principal_record
 from crm_contacts.models import ImportJob
 from crm_contacts.records.service import unreadable_fields
-from crm_lib.auth import FORBIDDEN_TYPE, Principal
+from crm_lib.auth import FORBIDDEN_TYPE
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
 
 COUNT_KEYS = ("total", "processed", "created", "updated", "unchanged", "failed")
 ENTITIES = ("contacts",)
-
-
-def principal_record(principal: Principal) -> dict[str, Any]:
-    """What the worker needs to act as the caller later (visibility, ownership)."""
-    return {
-        "tenant_id": str(principal.tenant_id),
-        "subject": principal.subject,
-        "kind": principal.kind,
-        "user_id": str(principal.user_id) if principal.user_id else None,
-        "roles": sorted(principal.roles),
-        "scopes": sorted(principal.scopes) if principal.scopes is not None else None,
-        "token_id": principal.token_id,
-    }
-
-
-def principal_of(record: dict[str, Any]) -> Principal:
-    return Principal(
-        tenant_id=uuid.UUID(record["tenant_id"]),
-        subject=record["subject"],
-        kind=record["kind"],
-        user_id=uuid.UUID(record["user_id"]) if record.get("user_id") else None,
-        roles=frozenset(record.get("roles") or ()),
-        scopes=frozenset(record["scopes"]) if record.get("scopes") is not None else None,
-        token_id=record.get("token_id") or "job",
-    )
 
 
 def may_see_all_jobs(access: Access) -> bool:

@@ -1,14 +1,16 @@
-"""The worker's job runner for imports, reverts and exports.
+"""The worker's job runner: one lease / sweep / checkpoint mechanism for every kind of job.
 
-Starting a job commits the job row and a ``contacts.import.queued`` /
-``contacts.export.queued`` event in one transaction; the ``contacts-jobs``
-subscription turns the event into a wake-up for the runner. The runner leases
-the job (``lease_token``/``lease_until`` on the row), then runs it step by step,
-each step one transaction that renews the lease and moves the checkpoint. If a
-worker dies, its lease runs out and the periodic sweep over every tenant (and
-every worker start) picks the job up again from its checkpoint. A failing step
-rolls back, is retried after ``job_retry_seconds`` and fails the job after
-``job_max_attempts`` consecutive failures.
+Starting a job commits the job row and its ``…queued`` event in one transaction; the
+``contacts-jobs`` subscription turns the event into a wake-up for the runner. The
+runner leases the job (``lease_token``/``lease_until`` on the row), then runs it step
+by step, each step one transaction that renews the lease and moves the checkpoint. If
+a worker dies, its lease runs out and the periodic sweep over every tenant (and every
+worker start) picks the job up again from its checkpoint. A failing step rolls back,
+is retried after ``job_retry_seconds`` and fails the job after ``job_max_attempts``
+consecutive failures.
+
+A kind of job (``JobKind``) brings its table, its queued event and its steps; the
+worker composes the kinds (``crm_contacts.background``).
 """
 
 from __future__ import annotations
@@ -16,29 +18,60 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_contacts.exports.jobs import export_step
-from crm_contacts.imports.jobs import Lookahead, describe, import_step, revert_step
-from crm_contacts.imports.processor import DryState
-from crm_contacts.imports.repository import ImportRepository
-from crm_contacts.models import ExportJob, ImportJob
+from crm_contacts.jobs.repository import JobRepository, retry_at
 from crm_contacts.records.http import contacts_settings
 from crm_contacts.settings import ContactsSettings
 from crm_lib.events import EventContext, Subscription
+from crm_lib.http import ProblemError
 from crm_lib.platform_tables import TenantRegistryRow
 from crm_lib.service import ServiceRuntime
-from crm_lib.telemetry import get_logger
+from crm_lib.telemetry import describe_error, get_logger
 
 log = get_logger("crm.contacts.jobs")
-QUEUED_EVENTS = ("contacts.import.queued", "contacts.export.queued")
+
+
+class JobSteps(Protocol):
+    """One leased run of a job: ``step`` runs the step at the checkpoint inside the
+    caller's transaction (True when the job is finished); ``close`` ends the run."""
+
+    async def step(self, session: AsyncSession, job: Any) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class JobKind:
+    #: The job table (``status``, ``lease_token``, ``lease_until``, ``attempts`` …).
+    model: Any
+    #: The event that announces a queued job (wakes the runner).
+    queued_event: str
+    #: A new run of one leased job.
+    start: Callable[[ContactsSettings], JobSteps]
+
+
+def describe(exc: BaseException) -> str:
+    """A failed attempt, for the job's ``last_error`` and the log: never database text or
+    values (a SQL error quotes the row; issue 10). A problem gives its status, title and
+    the fields it names; anything else ``crm_lib.telemetry.describe_error``."""
+    if isinstance(exc, ProblemError):
+        fields = [str(e.get("field")) for e in exc.errors or []][:10]
+        where = f" ({', '.join(fields)})" if fields else ""
+        title = exc.title or ("Validation failed" if exc.status_code == 422 else "Refused")
+        return f"{exc.status_code} {title}{where}"[:1000]
+    return describe_error(exc)[:1000]
 
 
 class JobRunner:
-    def __init__(self, runtime: ServiceRuntime) -> None:
+    def __init__(self, runtime: ServiceRuntime, kinds: Sequence[JobKind]) -> None:
         self.runtime = runtime
+        self.kinds = tuple(kinds)
         self.settings: ContactsSettings = contacts_settings(runtime)
         self.wake: asyncio.Queue[uuid.UUID] = asyncio.Queue()
         self.busy = False
@@ -83,26 +116,26 @@ class JobRunner:
 
     async def drain(self, tenant_id: uuid.UUID) -> None:
         """Run every runnable job of one tenant."""
-        for model in (ImportJob, ExportJob):
+        for kind in self.kinds:
             while True:
                 token = uuid.uuid4()
                 async with self.runtime.db.tenant_session(tenant_id) as session:
-                    job = await ImportRepository(session).claim(
-                        model, token, self.settings.job_lease_seconds
+                    job = await JobRepository(session).claim(
+                        kind.model, token, self.settings.job_lease_seconds
                     )
                     job_id = job.id if job is not None else None
                 if job_id is None:
                     break
-                await self.run_job(tenant_id, model, job_id, token)
+                await self.run_job(tenant_id, kind, job_id, token)
 
     async def run_job(
-        self, tenant_id: uuid.UUID, model: Any, job_id: uuid.UUID, token: uuid.UUID
+        self, tenant_id: uuid.UUID, kind: JobKind, job_id: uuid.UUID, token: uuid.UUID
     ) -> None:
-        ahead = Lookahead()
+        steps = kind.start(self.settings)
         try:
-            await self._steps(tenant_id, model, job_id, token, ahead)
+            await self._steps(tenant_id, kind.model, job_id, token, steps)
         finally:
-            ahead.cancel()
+            steps.close()
 
     async def _steps(
         self,
@@ -110,34 +143,15 @@ class JobRunner:
         model: Any,
         job_id: uuid.UUID,
         token: uuid.UUID,
-        ahead: Lookahead,
+        steps: JobSteps,
     ) -> None:
-        dry: DryState | None = None
-        first = True
         while True:
             try:
                 async with self.runtime.db.tenant_session(tenant_id) as session:
-                    job = (
-                        await session.execute(
-                            select(model).where(model.id == job_id).with_for_update()
-                        )
-                    ).scalar_one_or_none()
+                    job = await JobRepository(session).lock(model, job_id)
                     if job is None or job.lease_token != token:
                         return  # deleted, or another worker took over
-                    if model is ExportJob:
-                        done = await export_step(session, job, self.settings)
-                    elif job.status in ("revert_queued", "reverting"):
-                        done = await revert_step(session, job, self.settings)
-                    else:
-                        if job.dry_run:
-                            if first:
-                                # A dry run remembers earlier rows in memory: a resumed
-                                # one starts over (it wrote nothing but its report).
-                                dry = DryState()
-                                await _restart_dry_run(session, job)
-                            assert dry is not None
-                        done = await import_step(session, job, self.settings, dry, ahead)
-                    first = False
+                    done = await steps.step(session, job)
                 if done:
                     return
             except asyncio.CancelledError:
@@ -158,9 +172,8 @@ class JobRunner:
         settings = self.settings
         with contextlib.suppress(Exception):
             async with self.runtime.db.tenant_session(tenant_id) as session:
-                job = (
-                    await session.execute(select(model).where(model.id == job_id).with_for_update())
-                ).scalar_one_or_none()
+                repo = JobRepository(session)
+                job = await repo.lock(model, job_id)
                 if job is None or job.lease_token != token:
                     return
                 values: dict[str, Any] = {"last_error": describe(exc), "updated_at": func.now()}
@@ -168,23 +181,10 @@ class JobRunner:
                     values.update(status="failed", lease_token=None, lease_until=None)
                     values["finished_at"] = func.now()
                 else:
-                    values["lease_until"] = func.now() + func.make_interval(
-                        0, 0, 0, 0, 0, 0, settings.job_retry_seconds
-                    )
-                await session.execute(
-                    model.__table__.update().where(model.id == job_id).values(**values)
-                )
+                    values["lease_until"] = retry_at(settings.job_retry_seconds)
+                await repo.update(model, job_id, values)
                 if "status" not in values:
                     self.notify_later(tenant_id, settings.job_retry_seconds + 0.05)
-
-
-async def _restart_dry_run(session: Any, job: ImportJob) -> None:
-    repo = ImportRepository(session)
-    if job.checkpoint > 0 or job.counts:
-        await repo.clear_results(job.id)
-        await repo.set(job.id, checkpoint=0, counts={})
-        job.checkpoint = 0
-        job.counts = {}
 
 
 def jobs_subscription(runner: JobRunner) -> Subscription:
@@ -192,12 +192,8 @@ def jobs_subscription(runner: JobRunner) -> Subscription:
         # Wake the runner once this message's transaction has committed.
         asyncio.get_running_loop().call_later(0.05, runner.notify, ctx.event.tenant_id)
 
-    return Subscription(name="contacts-jobs", event_types=list(QUEUED_EVENTS), handler=handle)
-
-
-def runner_of(runtime: ServiceRuntime) -> JobRunner:
-    runner = runtime.extras.get("contacts_jobs")
-    if runner is None:
-        runner = runtime.extras["contacts_jobs"] = JobRunner(runtime)
-    assert isinstance(runner, JobRunner)
-    return runner
+    return Subscription(
+        name="contacts-jobs",
+        event_types=[kind.queued_event for kind in runner.kinds],
+        handler=handle,
+    )
