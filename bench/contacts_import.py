@@ -36,7 +36,8 @@ from crm_contacts.access import access_for
 from crm_contacts.app import SCHEMA as CONTACTS_SCHEMA
 from crm_contacts.background import job_runner
 from crm_contacts.contacts.service import phone_digits, search_text
-from crm_contacts.imports.processor import CREATE_COLUMNS, ContactImporter
+from crm_contacts.imports.bulk_writes import copy_record
+from crm_contacts.imports.rows import CREATE_COLUMNS
 from crm_contacts.imports.schemas import ImportRun
 from crm_contacts.imports.service import ImportService
 from crm_lib.auth import Principal
@@ -130,7 +131,7 @@ def raw_records(rows: list[list[str]], owner: uuid.UUID) -> list[tuple[Any, ...]
             "updated_by": f"user:{owner}",
         }
         values["search_text"] = search_text(values, None)
-        out.append(ContactImporter._record(values, CREATE_COLUMNS))
+        out.append(copy_record(values, CREATE_COLUMNS))
     return out
 
 

@@ -20,15 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_contacts.contacts.service import ContactService
 from crm_contacts.fields.values import FieldSpec
 from crm_contacts.imports import csvfile
-from crm_contacts.imports.processor import (
-    ContactImporter,
-    DryState,
-    Options,
-    Prepared,
-    announce_batch,
-    batch_record,
-)
+from crm_contacts.imports.events import announce_batch, batch_record
+from crm_contacts.imports.processor import ContactImporter
 from crm_contacts.imports.repository import ImportRepository
+from crm_contacts.imports.rows import DryState, Options, Prepared
 from crm_contacts.jobs.principal import record_context
 from crm_contacts.jobs.repository import JobRepository, lease_expiry
 from crm_contacts.jobs.runner import JobKind

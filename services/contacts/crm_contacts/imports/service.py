@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_contacts.access import ADMINS, Access
 from crm_contacts.fields.service import FieldService
 from crm_contacts.imports import csvfile
-from crm_contacts.imports.processor import MATCH_KEYS, STANDARD_TARGETS
+from crm_contacts.imports.mapping import STANDARD_TARGETS
 from crm_contacts.imports.repository import ImportRepository
+from crm_contacts.imports.rows import MATCH_KEYS
 from crm_contacts.imports.schemas import ImportRun
 from crm_contacts.jobs.principal import principal_record
 from crm_contacts.models import ImportJob
