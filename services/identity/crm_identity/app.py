@@ -18,7 +18,7 @@ from crm_identity.components import identity_of
 from crm_identity.exports.service import export_ready_subscription
 from crm_identity.internal_controllers import InternalController, KeyRotationController
 from crm_identity.mail.handlers import mail_subscription
-from crm_identity.public_controllers import PUBLIC_CONTROLLERS
+from crm_identity.routes import PUBLIC_CONTROLLERS
 from crm_identity.settings import IdentitySettings
 from crm_identity.tenants.controllers import TenantController
 from crm_identity.tenants.handlers import run_status_resync, saga_subscription

@@ -1,4 +1,5 @@
-"""Billing HTTP API (owners and admins) and the Stripe webhook (anonymous, signed)."""
+"""Billing HTTP API (owners and admins), the Stripe webhook (anonymous, signed) and the
+plan catalogue (``/api/v1/plans``, anyone)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from crm_identity.billing.service import (
 )
 from crm_identity.components import identity_of
 from crm_identity.models import Tenant
+from crm_identity.plans import PLANS, Plan
 from crm_lib.auth import Principal
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
@@ -235,6 +237,15 @@ class StripeWebhookController(Controller):
                 actor="stripe",
             )
         return Response(schemas.WebhookAck(True))
+
+
+class PlanController(Controller):
+    path = "/api/v1/plans"
+    tags = ["plans"]
+
+    @get("/", summary="The plan catalogue")
+    async def plans(self) -> Page[Plan]:
+        return Page(list(PLANS.values()), None)
 
 
 BILLING_CONTROLLERS = [BillingController, StripeWebhookController]

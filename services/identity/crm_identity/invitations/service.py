@@ -1,25 +1,38 @@
-"""Invitations: seat-checked, emailed with a one-time link, accepted into a user."""
+"""Invitations: seat-checked, emailed with a one-time link, accepted into a user.
+
+Rules only: queries are in ``repository.py``; never commits (the request edge does)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_identity.emails import normalize_email
 from crm_identity.invitations import schemas
+from crm_identity.invitations.repository import InvitationRepository
 from crm_identity.mail.service import request_email
-from crm_identity.models import Invitation, Team, TeamMember
+from crm_identity.models import Invitation
 from crm_identity.roles import MANAGERS, ensure_may_grant, validate_roles
-from crm_identity.security import new_tenant_token, sha256_hex
+from crm_identity.security import (
+    PasswordHashing,
+    new_tenant_token,
+    password_problems,
+    sha256_hex,
+    tenant_of_token,
+)
+from crm_identity.sessions import schemas as session_schemas
+from crm_identity.sessions.service import SessionService
 from crm_identity.settings import IdentitySettings
+from crm_identity.teams.repository import TeamRepository
+from crm_identity.tenants.repository import TenantRepository
 from crm_identity.users.repository import UserRepository
 from crm_identity.users.service import SeatPolicy
 from crm_lib.auth import Principal
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
+from crm_lib.tenancy import Database
 
 
 def to_schema(row: Invitation) -> schemas.Invitation:
@@ -45,6 +58,7 @@ class InvitationService:
         self.session = session
         self.principal = principal
         self.settings = settings
+        self.repo = InvitationRepository(session)
         if not principal.has_role(*MANAGERS):
             raise ProblemError(403, "Only owners and admins manage invitations.")
 
@@ -71,9 +85,7 @@ class InvitationService:
         users = UserRepository(self.session)
         team_ids = sorted(set(data.team_ids))
         if team_ids:
-            found = set(
-                (await self.session.execute(select(Team.id).where(Team.id.in_(team_ids)))).scalars()
-            )
+            found = await TeamRepository(self.session).existing_ids(team_ids)
             if missing := [str(t) for t in team_ids if t not in found]:
                 raise ProblemError(
                     422,
@@ -85,35 +97,19 @@ class InvitationService:
         existing = await users.by_email(email)
         if existing is not None:
             raise ProblemError(409, f"{email} is already a user of this tenant.")
-        pending = (
-            await self.session.execute(
-                select(Invitation.id).where(
-                    Invitation.email == email,
-                    Invitation.status == "pending",
-                    Invitation.expires_at > func.now(),
-                )
-            )
-        ).first()
-        if pending is not None:
+        if await self.repo.has_pending(email):
             raise ProblemError(409, f"{email} already has a pending invitation; resend it instead.")
         token = new_tenant_token(self.principal.tenant_id)
-        row = (
-            await self.session.execute(
-                insert(Invitation)
-                .values(
-                    id=uuid.uuid4(),
-                    email=email,
-                    roles=roles,
-                    team_ids=team_ids,
-                    token_hash=sha256_hex(token),
-                    status="pending",
-                    invited_by=self.principal.user_id,
-                    expires_at=datetime.now(UTC)
-                    + timedelta(hours=self.settings.invitation_ttl_hours),
-                )
-                .returning(Invitation)
-            )
-        ).scalar_one()
+        row = await self.repo.insert(
+            id=uuid.uuid4(),
+            email=email,
+            roles=roles,
+            team_ids=team_ids,
+            token_hash=sha256_hex(token),
+            status="pending",
+            invited_by=self.principal.user_id,
+            expires_at=datetime.now(UTC) + timedelta(hours=self.settings.invitation_ttl_hours),
+        )
         await emit(
             self.session,
             "identity.invitation.created",
@@ -130,21 +126,10 @@ class InvitationService:
         return to_schema(row), token
 
     async def list(self, status: str | None) -> list[schemas.Invitation]:
-        stmt = select(Invitation).order_by(Invitation.created_at.desc()).limit(500)
-        if status == "expired":
-            stmt = stmt.where(Invitation.status == "pending", Invitation.expires_at <= func.now())
-        elif status == "pending":
-            stmt = stmt.where(Invitation.status == "pending", Invitation.expires_at > func.now())
-        elif status is not None:
-            stmt = stmt.where(Invitation.status == status)
-        return [to_schema(r) for r in (await self.session.execute(stmt)).scalars()]
+        return [to_schema(r) for r in await self.repo.list(status)]
 
     async def _get_open(self, invitation_id: uuid.UUID) -> Invitation:
-        row = (
-            await self.session.execute(
-                select(Invitation).where(Invitation.id == invitation_id).with_for_update()
-            )
-        ).scalar_one_or_none()
+        row = await self.repo.get_locked(invitation_id)
         if row is None:
             raise ProblemError(404, "No such invitation.")
         if row.status != "pending":
@@ -157,30 +142,17 @@ class InvitationService:
             # An expired invitation no longer holds a seat: take one again.
             await SeatPolicy(self.session, self.principal.tenant_id).claim()
         token = new_tenant_token(self.principal.tenant_id)
-        row = (
-            await self.session.execute(
-                update(Invitation)
-                .where(Invitation.id == invitation_id)
-                .values(
-                    token_hash=sha256_hex(token),
-                    sent_count=Invitation.sent_count + 1,
-                    expires_at=datetime.now(UTC)
-                    + timedelta(hours=self.settings.invitation_ttl_hours),
-                    updated_at=func.now(),
-                )
-                .returning(Invitation)
-            )
-        ).scalar_one()
+        row = await self.repo.renew(
+            invitation_id,
+            sha256_hex(token),
+            datetime.now(UTC) + timedelta(hours=self.settings.invitation_ttl_hours),
+        )
         await self._send(row, token)
         return to_schema(row)
 
     async def revoke(self, invitation_id: uuid.UUID) -> None:
         await self._get_open(invitation_id)
-        await self.session.execute(
-            update(Invitation)
-            .where(Invitation.id == invitation_id)
-            .values(status="revoked", updated_at=func.now())
-        )
+        await self.repo.set_revoked(invitation_id)
         await emit(
             self.session,
             "identity.invitation.revoked",
@@ -194,8 +166,9 @@ async def join_teams(
     session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID, team_ids: list[uuid.UUID]
 ) -> None:
     """Add an accepted invitee to the invitation's teams (other services learn it by event)."""
+    teams = TeamRepository(session)
     for team_id in team_ids:
-        await session.execute(insert(TeamMember).values(team_id=team_id, user_id=user_id))
+        await teams.insert_member(team_id, user_id)
         await emit(
             session,
             "identity.team.member_added",
@@ -203,3 +176,82 @@ async def join_teams(
             {"team_id": str(team_id), "user_id": str(user_id)},
             actor=f"user:{user_id}",
         )
+
+
+class InvitationAcceptance:
+    """An invitee (anonymous, holding the emailed link) becomes a user and is signed in.
+
+    Opens its own sessions (the tenant is only known from the token); never commits itself:
+    each session commits when its block ends cleanly.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        settings: IdentitySettings,
+        hashing: PasswordHashing,
+        sessions: SessionService,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.hashing = hashing
+        self.sessions = sessions
+
+    async def accept(self, data: schemas.InvitationAccept) -> session_schemas.TokenPair:
+        gone = ProblemError(404, "This invitation link is not valid.")
+        tenant_id = tenant_of_token(data.token)
+        if tenant_id is None:
+            raise gone
+        async with self.db.platform_session() as session:
+            tenant = await TenantRepository(session).get(tenant_id)
+        if tenant is None or tenant.status in ("deleting", "deleted", "pending_deletion"):
+            raise gone
+        async with self.db.tenant_session(tenant_id) as session:
+            invitation = await InvitationRepository(session).by_token_hash_locked(
+                sha256_hex(data.token)
+            )
+            if invitation is None or invitation.status != "pending":
+                raise gone
+            if invitation.expires_at <= datetime.now(UTC):
+                raise ProblemError(
+                    410, "This invitation has expired; ask for a new one.", title="Gone"
+                )
+            problems = password_problems(
+                data.password, email=invitation.email, min_length=self.settings.password_min_length
+            )
+            if problems:
+                raise ProblemError(
+                    422,
+                    "The password is too weak.",
+                    title="Validation failed",
+                    errors=[{"field": "password", "message": "; ".join(problems)}],
+                )
+            users = UserRepository(session)
+            if await users.by_email(invitation.email) is not None:
+                raise ProblemError(409, "A user with this email already exists.")
+            password_hash = await self.hashing.hash(data.password)
+            user = await users.insert(
+                id=uuid.uuid4(),
+                email=invitation.email,
+                full_name=data.full_name.strip(),
+                password_hash=password_hash,
+                roles=list(invitation.roles),
+                status="active",
+            )
+            await join_teams(session, tenant_id, user.id, list(invitation.team_ids))
+            await users.add_login(invitation.email, tenant_id, user.id)
+            await InvitationRepository(session).set_accepted(invitation.id)
+            await emit(
+                session,
+                "identity.user.created",
+                tenant_id,
+                {
+                    "user_id": str(user.id),
+                    "email": invitation.email,
+                    "roles": list(user.roles),
+                    "source": "invitation",
+                    "invitation_id": str(invitation.id),
+                },
+                actor=f"user:{user.id}",
+            )
+            return await self.sessions.issue(session, tenant, user)

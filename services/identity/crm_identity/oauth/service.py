@@ -322,6 +322,16 @@ async def introspect(verifier: Any, redis: Any, token: str) -> dict[str, Any]:
     return answer
 
 
+async def introspect_for(
+    verifier: Any, redis: Any, token: str, caller: Principal
+) -> dict[str, Any]:
+    """``introspect`` for a caller: another tenant's tokens are never described."""
+    answer = await introspect(verifier, redis, token)
+    if answer.get("active") and answer.get("tid") != str(caller.tenant_id):
+        return {"active": False}
+    return answer
+
+
 async def revoke(verifier: Any, redis: Any, token: str, caller: Principal) -> None:
     """RFC 7009: revoke an access token issued to the caller itself.
 

@@ -1,16 +1,17 @@
-"""Teams and their members (the basis of team visibility rules in other services)."""
+"""Teams and their members (the basis of team visibility rules in other services).
+
+Rules only: queries are in ``repository.py``; never commits."""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_identity.models import Team, TeamMember, User
+from crm_identity.models import Team
 from crm_identity.roles import MANAGERS
 from crm_identity.teams import schemas
+from crm_identity.teams.repository import TeamRepository
 from crm_lib.auth import Principal
 from crm_lib.events import emit
 from crm_lib.http import ProblemError, require_version
@@ -20,6 +21,7 @@ class TeamService:
     def __init__(self, session: AsyncSession, principal: Principal) -> None:
         self.session = session
         self.principal = principal
+        self.repo = TeamRepository(session)
 
     def _require_reader(self) -> None:
         """Members read teams; API keys and OAuth clients need ``teams:read`` or
@@ -35,38 +37,25 @@ class TeamService:
             raise ProblemError(403, "Only owners and admins manage teams.")
 
     async def _view(self, team: Team) -> schemas.Team:
-        members = list(
-            (
-                await self.session.execute(
-                    select(TeamMember.user_id)
-                    .where(TeamMember.team_id == team.id)
-                    .order_by(TeamMember.user_id)
-                )
-            ).scalars()
-        )
+        members = await self.repo.member_ids(team.id)
         return schemas.Team(
             team.id, team.name, members, team.created_at, team.updated_at, team.version
         )
 
     async def _get(self, team_id: uuid.UUID) -> Team:
-        team = await self.session.get(Team, team_id)
+        team = await self.repo.get(team_id)
         if team is None:
             raise ProblemError(404, "No such team.")
         return team
 
     async def _name_free(self, name: str, exclude: uuid.UUID | None = None) -> None:
-        stmt = select(Team.id).where(func.lower(Team.name) == name.lower())
-        if exclude is not None:
-            stmt = stmt.where(Team.id != exclude)
-        if (await self.session.execute(stmt)).first() is not None:
+        if await self.repo.name_taken(name, exclude):
             raise ProblemError(409, f"A team named '{name}' already exists.")
 
     async def _check_users(self, user_ids: list[uuid.UUID]) -> None:
         if not user_ids:
             return
-        found = set(
-            (await self.session.execute(select(User.id).where(User.id.in_(user_ids)))).scalars()
-        )
+        found = await self.repo.existing_user_ids(user_ids)
         if missing := [str(u) for u in user_ids if u not in found]:
             raise ProblemError(
                 422,
@@ -81,13 +70,9 @@ class TeamService:
         await self._name_free(name)
         members = sorted(set(data.member_ids))
         await self._check_users(members)
-        team = (
-            await self.session.execute(
-                insert(Team).values(id=uuid.uuid4(), name=name).returning(Team)
-            )
-        ).scalar_one()
+        team = await self.repo.insert(name)
         for user_id in members:
-            await self.session.execute(insert(TeamMember).values(team_id=team.id, user_id=user_id))
+            await self.repo.insert_member(team.id, user_id)
         await emit(
             self.session,
             "identity.team.created",
@@ -99,7 +84,7 @@ class TeamService:
 
     async def list(self) -> list[schemas.Team]:
         self._require_reader()
-        teams = (await self.session.execute(select(Team).order_by(Team.name))).scalars()
+        teams = await self.repo.list()
         return [await self._view(t) for t in teams]
 
     async def get(self, team_id: uuid.UUID) -> schemas.Team:
@@ -113,20 +98,13 @@ class TeamService:
         team = await self._get(team_id)
         require_version(if_match, team.version, "team")
         await self._name_free(data.name.strip(), exclude=team_id)
-        team = (
-            await self.session.execute(
-                update(Team)
-                .where(Team.id == team_id)
-                .values(name=data.name.strip(), version=Team.version + 1, updated_at=func.now())
-                .returning(Team)
-            )
-        ).scalar_one()
+        team = await self.repo.rename(team_id, data.name.strip())
         return await self._view(team)
 
     async def delete(self, team_id: uuid.UUID) -> None:
         self._require_manager()
         await self._get(team_id)
-        await self.session.execute(delete(Team).where(Team.id == team_id))
+        await self.repo.delete(team_id)
         await emit(
             self.session,
             "identity.team.deleted",
@@ -139,9 +117,7 @@ class TeamService:
         self._require_manager()
         team = await self._get(team_id)
         await self._check_users([user_id])
-        await self.session.execute(
-            pg_insert(TeamMember).values(team_id=team_id, user_id=user_id).on_conflict_do_nothing()
-        )
+        await self.repo.add_member(team_id, user_id)
         await emit(
             self.session,
             "identity.team.member_added",
@@ -154,16 +130,9 @@ class TeamService:
     async def remove_member(self, team_id: uuid.UUID, user_id: uuid.UUID) -> schemas.Team:
         self._require_manager()
         team = await self._get(team_id)
-        removed = (
-            await self.session.execute(
-                delete(TeamMember)
-                .where(TeamMember.team_id == team_id, TeamMember.user_id == user_id)
-                .returning(TeamMember.user_id)
-            )
-        ).first()
-        if removed is None:
+        if not await self.repo.remove_member(team_id, user_id):
             # not a member: nothing happened, and a user this tenant does not have is a 404
-            if await self.session.get(User, user_id) is None:
+            if not await self.repo.user_exists(user_id):
                 raise ProblemError(404, "No such user.")
             return await self._view(team)
         await emit(

@@ -1,4 +1,5 @@
-"""Operator endpoints for the tenant registry (not routed by the public gateway)."""
+"""The tenant: the caller's own (``/api/v1/tenant``, through the gateway) and the operator's
+registry endpoints (``/internal/v1/tenants``, not routed by the public gateway)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,59 @@ import uuid
 from typing import Annotated
 
 from litestar import Controller, Response, delete, get, post
-from litestar.params import Parameter
+from litestar.params import Body, Parameter
 
+from crm_identity.components import identity_of
 from crm_identity.guards import operator_guard
+from crm_identity.plans import PLANS
 from crm_identity.settings import IdentitySettings
 from crm_identity.tenants import schemas
 from crm_identity.tenants.repository import TenantRepository
 from crm_identity.tenants.service import TenantService, to_schema
+from crm_identity.users.service import SeatPolicy, sees_seats
+from crm_identity.web import API
+from crm_lib.auth import Principal
 from crm_lib.pagination import decode_cursor, encode_cursor
 from crm_lib.service import ServiceRuntime
+
+
+class TenantApiController(Controller):
+    path = f"{API}/tenant"
+    tags = ["tenant"]
+
+    @get(
+        "/",
+        summary="The caller's tenant: status (provisioning → active), plan and seats",
+        description=(
+            "`seats` (usage) only for owners and admins, or API keys/OAuth clients with "
+            "the scope `seats:read`; `null` for everyone else."
+        ),
+    )
+    async def current(self, principal: Principal, runtime: ServiceRuntime) -> schemas.CurrentTenant:
+        settings = identity_of(runtime).settings
+        async with runtime.db.tenant_session(principal.tenant_id) as session:
+            tenant = await TenantService(session, settings.provisioning_services).get(
+                principal.tenant_id
+            )
+            seats = (
+                await SeatPolicy(session, principal.tenant_id).summary()
+                if sees_seats(principal)
+                else None
+            )
+        return schemas.CurrentTenant(tenant, seats, PLANS.get(tenant.plan, PLANS["free"]))
+
+    @delete("/", status_code=202, summary="Request deletion of the whole tenant (owner only)")
+    async def request_deletion(
+        self,
+        data: Annotated[schemas.TenantDeletion, Body()],
+        principal: Principal,
+        runtime: ServiceRuntime,
+    ) -> schemas.Tenant:
+        settings = identity_of(runtime).settings
+        async with runtime.db.platform_session() as session:
+            svc = TenantService(session, settings.provisioning_services)
+            await svc.request_own_deletion(principal, data.confirm_slug)
+            return await svc.get(principal.tenant_id)
 
 
 class TenantController(Controller):

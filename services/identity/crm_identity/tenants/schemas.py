@@ -8,6 +8,8 @@ from typing import Annotated
 
 import msgspec
 
+from crm_identity.plans import Plan as PlanEntry
+from crm_identity.users.schemas import Seats
 from crm_lib.schema_types import ShortText
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
@@ -47,3 +49,15 @@ class Tenant(msgspec.Struct):
 class TenantPage(msgspec.Struct):
     data: list[Tenant]
     next_cursor: str | None
+
+
+class TenantDeletion(msgspec.Struct, forbid_unknown_fields=True):
+    confirm_slug: str
+
+
+class CurrentTenant(msgspec.Struct):
+    tenant: Tenant
+    # Seat usage: owners and admins, and API credentials with the scope seats:read;
+    # null for everyone else.
+    seats: Seats | None
+    plan: PlanEntry

@@ -17,6 +17,7 @@ from crm_identity.models import Tenant
 from crm_identity.plans import get_plan
 from crm_identity.tenants import schemas
 from crm_identity.tenants.repository import TenantRepository
+from crm_lib.auth import Principal
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
 from crm_lib.provisioning import (
@@ -141,6 +142,20 @@ class TenantService:
             self.session, TENANT_DELETION_REQUESTED, tenant.id, {"slug": tenant.slug}, actor=actor
         )
         return tenant
+
+    async def request_own_deletion(self, principal: Principal, confirm_slug: str) -> Tenant:
+        """An owner deletes their own tenant, confirming it by its slug."""
+        if "owner" not in principal.roles:
+            raise ProblemError(403, "Only an owner can delete the tenant.")
+        tenant = await self.get(principal.tenant_id)
+        if confirm_slug != tenant.slug:
+            raise ProblemError(
+                422,
+                "confirm_slug must equal the tenant's slug.",
+                title="Validation failed",
+                errors=[{"field": "confirm_slug", "message": "does not match"}],
+            )
+        return await self.request_deletion(principal.tenant_id, actor=principal.subject)
 
     async def change_status(
         self, tenant: Tenant, status: str, reason: str | None = None, **values: object

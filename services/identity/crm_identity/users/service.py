@@ -36,6 +36,13 @@ def to_schema(user: UserRow, team_ids: list[uuid.UUID] | None = None) -> schemas
     )
 
 
+def sees_seats(principal: Principal) -> bool:
+    """Seat usage is shown to owners and admins, and to credentials with ``seats:read``."""
+    if principal.kind == "user":
+        return principal.has_role("owner", "admin")
+    return principal.allows("seats:read")
+
+
 class SeatPolicy:
     """Active users + pending invitations never exceed the tenant's seats."""
 
