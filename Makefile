@@ -27,10 +27,11 @@ run: install ## Start the whole platform (embedded PostgreSQL/NATS/Redis under .
 test: install ## Run the test suite against real embedded servers
 	$(RUN) pytest -q
 
-lint: install ## ruff + mypy
+lint: install ## ruff + mypy + layer contracts (import-linter)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy libs/crm_lib services/*/crm_* gateway/crm_gateway
+	$(RUN) mypy libs/crm_lib services/*/crm_* gateway/crm_gateway dev/crm_dev
+	$(RUN) lint-imports
 
 fmt: install ## Format and autofix
 	$(RUN) ruff format .

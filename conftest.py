@@ -1,6 +1,6 @@
 import os
 
-pytest_plugins = ["crm_lib.testing", "crm_lib.testing_logs"]
+pytest_plugins = ["crm_dev.testing", "crm_dev.testing_logs"]
 
 # Gateways started by the suites serve their Prometheus listener on a free port, not on
 # the fixed default (several gateways per session, several sessions per machine).

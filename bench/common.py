@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from crm_lib.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis
+from crm_dev.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis
 from crm_lib.registry import load_service
 from crm_lib.settings import SERVICE_NAMES, PlatformSettings
 from crm_lib.telemetry import setup_logging

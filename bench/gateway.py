@@ -33,7 +33,7 @@ import aiohttp
 from bench.common import Result, Stack, Stopwatch, Target, log
 from bench.loadgen import LoadResult, ensure_wrk, run_load
 from bench.provisioning import Platform
-from crm_lib.devstack import EmbeddedPostgres, free_port
+from crm_dev.devstack import EmbeddedPostgres, free_port
 from crm_lib.settings import SERVICE_NAMES
 
 INTERNAL_TOKEN = "bench-internal-token"  # noqa: S105 - a throwaway token of the bench's own stack

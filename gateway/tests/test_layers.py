@@ -29,12 +29,12 @@ from joserfc.jwk import ECKey
 from litestar import Litestar, Request, Response, get, post, route
 from litestar.enums import HttpMethod
 
+from crm_dev.devstack import EmbeddedRedis, free_port
+from crm_dev.testing import InProcessServer, RunningServer, serve_app
 from crm_gateway.app import GatewayApp, create_app
 from crm_gateway.layers import GatewayLayers
 from crm_gateway.settings import GatewaySettings
-from crm_lib.devstack import EmbeddedRedis, free_port
 from crm_lib.http import create_app as create_service_app
-from crm_lib.testing import InProcessServer, RunningServer, serve_app
 
 INTERNAL_TOKEN = "test-internal-token"
 KEY = ECKey.generate_key("P-256", parameters={"kid": "gw-1", "use": "sig", "alg": "ES256"})

@@ -16,16 +16,16 @@ from litestar.enums import HttpMethod
 from litestar.response import Stream
 from prometheus_client import REGISTRY
 
+from crm_dev.devstack import free_port
+from crm_dev.testing import RunningServer as Running
+from crm_dev.testing import serve_app as serve
 from crm_gateway.app import GatewayApp, create_app
 from crm_gateway.openapi import merge_documents
 from crm_gateway.proxy import UPSTREAM_HEADERS_KEY, ProxyApp
 from crm_gateway.routing import API_ROUTES, RouteTable
 from crm_gateway.settings import GatewaySettings
 from crm_gateway.upstreams import UpstreamPool
-from crm_lib.devstack import free_port
 from crm_lib.http import create_app as create_service_app
-from crm_lib.testing import RunningServer as Running
-from crm_lib.testing import serve_app as serve
 
 MiB = 1024 * 1024
 LIMIT = 6 * MiB

@@ -4,18 +4,18 @@ crm up                     start the whole platform locally (what ``make run`` d
 crm serve <component>      one web process (gateway or a service)
 crm worker <service>       one worker process (outbox relay + consumers)
 crm migrate [--all|svc..]  create databases, platform tracks, upgrade tenant schemas
-crm tenant create|list|show|delete|retry
+crm streams                declare the JetStream streams (NATS admin)
+
+Commands of installed plugins (entry-point group ``crm.cli``: a ``register(app)`` callable) are
+added too: the workspace's development package ``crm_dev`` adds ``crm up`` and
+``crm tenant create|list|show|delete|retry`` (see ``crm_dev.cli``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-import json
 import signal
-import sys
-import time
-import uuid
 from typing import Annotated, Any
 
 import typer
@@ -23,13 +23,11 @@ import typer
 from crm_lib.settings import SERVICE_NAMES, SERVICE_PORTS
 
 app = typer.Typer(help="CRM platform operator CLI", no_args_is_help=True, add_completion=False)
-tenant_app = typer.Typer(help="Tenant registry operations", no_args_is_help=True)
-app.add_typer(tenant_app, name="tenant")
 
 COMPONENTS = ("gateway", *SERVICE_NAMES)
 
 
-def _operator_env() -> None:
+def operator_env() -> None:
     """Defaults from ``make run``'s ``<CRM_DEVSTACK_DIR>/env`` (embedded servers' URLs with
     their passwords, the NATS admin user), for operator commands; set variables win."""
     import os
@@ -131,7 +129,7 @@ def migrate(
     from crm_lib.registry import load_service
     from crm_lib.service import prepare_database
 
-    _operator_env()
+    operator_env()
     names = list(SERVICE_NAMES) if all_ or not services else services
     for name in names:
         _check_component(name, SERVICE_NAMES)
@@ -174,7 +172,7 @@ def streams() -> None:
     from crm_lib.events import connect_nats, ensure_streams
     from crm_lib.settings import settings_for
 
-    _operator_env()
+    operator_env()
 
     async def main() -> None:
         nc = await connect_nats(settings_for("platform"), wait=False)
@@ -187,183 +185,20 @@ def streams() -> None:
     typer.echo("streams ready")
 
 
-# --------------------------------------------------------------------------- tenants
+#: Entry-point group of ``crm`` plugins: each names a ``register(app: typer.Typer)`` callable.
+PLUGIN_GROUP = "crm.cli"
 
 
-def _identity() -> Any:
-    from crm_lib.registry import load_service
-    from crm_lib.tenancy import Database
+def load_plugins() -> None:
+    """Add the commands of every installed ``crm.cli`` plugin (e.g. ``crm_dev``) to ``app``."""
+    from importlib.metadata import entry_points
 
-    _operator_env()
-    definition = load_service("identity")
-    settings = definition.settings()
-    return settings, Database(settings, pool_size=2, max_overflow=0)
-
-
-def _print(obj: Any) -> None:
-    import msgspec
-
-    typer.echo(json.dumps(msgspec.to_builtins(obj), indent=2, default=str))
-
-
-async def _resolve(session: Any, ref: str) -> uuid.UUID:
-    from crm_identity.tenants.repository import TenantRepository
-
-    try:
-        return uuid.UUID(ref)
-    except ValueError:
-        tenant = await TenantRepository(session).get_by_slug(ref)
-        if tenant is None:
-            raise typer.BadParameter(f"no tenant {ref!r}") from None
-        return tenant.id
-
-
-async def _wait_for(
-    db: Any, settings: Any, tenant_id: uuid.UUID, wanted: set[str], timeout: float
-) -> Any:
-    from crm_identity.tenants.service import TenantService
-
-    deadline = time.monotonic() + timeout
-    while True:
-        async with db.platform_session() as session:
-            tenant = await TenantService(session, settings.provisioning_services).get(tenant_id)
-        if tenant.status in wanted or time.monotonic() > deadline:
-            return tenant
-        await asyncio.sleep(0.1)
-
-
-@tenant_app.command("create")
-def tenant_create(
-    name: str,
-    slug: str,
-    plan: str = "free",
-    wait: bool = typer.Option(True, help="wait until every service has provisioned it"),
-    timeout: float = 30.0,
-) -> None:
-    """Create a tenant and start the provisioning saga."""
-    import msgspec
-
-    from crm_identity.tenants.schemas import TenantCreate
-    from crm_identity.tenants.service import TenantService
-    from crm_lib.http import ProblemError
-
-    try:
-        data = msgspec.convert({"name": name, "slug": slug, "plan": plan}, TenantCreate)
-    except msgspec.ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-
-    async def main() -> Any:
-        settings, db = _identity()
-        try:
-            async with db.platform_session() as session:
-                tenant = await TenantService(session, settings.provisioning_services).create(
-                    data, actor="cli"
-                )
-            if not wait:
-                async with db.platform_session() as session:
-                    return await TenantService(session, settings.provisioning_services).get(
-                        tenant.id
-                    )
-            return await _wait_for(
-                db, settings, tenant.id, {"active", "provisioning_failed"}, timeout
-            )
-        finally:
-            await db.dispose()
-
-    try:
-        _print(asyncio.run(main()))
-    except ProblemError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(1) from exc
-
-
-@tenant_app.command("list")
-def tenant_list(status: str | None = None, limit: int = 100) -> None:
-    """List tenants (optionally by status)."""
-    from crm_identity.tenants.repository import TenantRepository
-    from crm_identity.tenants.service import to_schema
-
-    async def main() -> list[Any]:
-        _settings, db = _identity()
-        try:
-            async with db.platform_session() as session:
-                rows = await TenantRepository(session).page(limit, None, status)
-                return [to_schema(t) for t in rows]
-        finally:
-            await db.dispose()
-
-    for tenant in asyncio.run(main()):
-        typer.echo(f"{tenant.id}  {tenant.status:<20} {tenant.slug:<30} {tenant.name}")
-
-
-@tenant_app.command("show")
-def tenant_show(ref: str) -> None:
-    """Show one tenant (id or slug) with every service's saga state."""
-    from crm_identity.tenants.service import TenantService
-
-    async def main() -> Any:
-        settings, db = _identity()
-        try:
-            async with db.platform_session() as session:
-                tenant_id = await _resolve(session, ref)
-                return await TenantService(session, settings.provisioning_services).get(tenant_id)
-        finally:
-            await db.dispose()
-
-    _print(asyncio.run(main()))
-
-
-def _tenant_action(ref: str, action: str, wait_states: set[str] | None, timeout: float) -> None:
-    from crm_identity.tenants.service import TenantService
-    from crm_lib.http import ProblemError
-
-    async def main() -> Any:
-        settings, db = _identity()
-        try:
-            async with db.platform_session() as session:
-                tenant_id = await _resolve(session, ref)
-                svc = TenantService(session, settings.provisioning_services)
-                await getattr(svc, action)(tenant_id, actor="cli")
-            if wait_states:
-                return await _wait_for(db, settings, tenant_id, wait_states, timeout)
-            async with db.platform_session() as session:
-                return await TenantService(session, settings.provisioning_services).get(tenant_id)
-        finally:
-            await db.dispose()
-
-    try:
-        _print(asyncio.run(main()))
-    except ProblemError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(1) from exc
-
-
-@tenant_app.command("delete")
-def tenant_delete(ref: str, wait: bool = True, timeout: float = 60.0) -> None:
-    """Delete a tenant: every service drops its schema; the registry keeps it as deleted."""
-    _tenant_action(ref, "request_deletion", {"deleted"} if wait else None, timeout)
-
-
-@tenant_app.command("retry")
-def tenant_retry(ref: str, wait: bool = True, timeout: float = 30.0) -> None:
-    """Retry a failed or stuck provisioning (safe to repeat)."""
-    _tenant_action(
-        ref, "retry_provisioning", {"active", "provisioning_failed"} if wait else None, timeout
-    )
-
-
-@app.command()
-def up(
-    data_dir: str = typer.Option(".devstack", envvar="CRM_DEVSTACK_DIR"),
-    ready_timeout: float = 90.0,
-) -> None:
-    """Start the whole platform locally on embedded (or configured external) servers."""
-    from crm_lib.devstack_runner import run_devstack
-
-    sys.exit(run_devstack(data_dir, ready_timeout))
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        entry.load()(app)
 
 
 def main() -> None:
+    load_plugins()
     app()
 
 

@@ -212,7 +212,7 @@ _LEVELS = {
 }
 
 #: Extra destinations of every rendered log line: (minimum level, text stream). The test
-#: plugin ``crm_lib.testing_logs`` adds one to keep all of a session's logs in a file.
+#: plugin ``crm_dev.testing_logs`` adds one to keep all of a session's logs in a file.
 _sinks: list[tuple[int, IO[str]]] = []
 _output_level = logging.INFO
 

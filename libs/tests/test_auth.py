@@ -18,6 +18,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 from litestar import Litestar, get
 
+from crm_dev.testing import RunningServer, served
 from crm_lib.auth import (
     JWKSVerifier,
     Principal,
@@ -29,7 +30,6 @@ from crm_lib.auth import (
 from crm_lib.http import ProblemError
 from crm_lib.http import create_app as create_service_app
 from crm_lib.settings import PlatformSettings
-from crm_lib.testing import RunningServer, served
 
 TENANT = uuid.UUID("7d0c8f5e-2a53-4f0e-9c1e-6b1c0f2a9d11")
 OTHER_TENANT = uuid.UUID("1b9a3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d")
@@ -270,7 +270,7 @@ async def test_concurrent_unknown_kids_share_one_fetch(jwks_host: JWKSHost) -> N
 
 
 async def test_jwks_unreachable_is_503_not_401() -> None:
-    from crm_lib.devstack import free_port
+    from crm_dev.devstack import free_port
 
     verifier = JWKSVerifier(
         PlatformSettings(identity_url=f"http://127.0.0.1:{free_port()}"), fetch_timeout_seconds=1

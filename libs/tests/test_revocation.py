@@ -10,8 +10,9 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
 
+from crm_dev.devstack import free_port
+from crm_dev.testing import SettingsFactory
 from crm_lib.auth import Principal
-from crm_lib.devstack import free_port
 from crm_lib.revocation import (
     AccessCheck,
     commit_hook,
@@ -23,7 +24,6 @@ from crm_lib.revocation import (
     tenant_status_key,
 )
 from crm_lib.tenancy import Database
-from crm_lib.testing import SettingsFactory
 
 
 def _principal(tenant: uuid.UUID, issued_at: float, sid: str | None = None) -> Principal:

@@ -22,11 +22,11 @@ import pytest
 import pytest_asyncio
 from litestar import post
 
+from crm_dev.testing import RunningPlatform, served
+from crm_dev.testing_logs import remember_secret
 from crm_lib.http import create_app
 from crm_lib.service import build_app
 from crm_lib.telemetry import add_log_sink, describe_error, format_exception_safely
-from crm_lib.testing import RunningPlatform, served
-from crm_lib.testing_logs import remember_secret
 
 JSON = {"content-type": "application/json"}
 

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest_asyncio
 
+from crm_dev.testing import PlatformStack, SmtpSink, eventually
+from crm_dev.testing_logs import remember_secret
 from crm_lib.settings import SERVICE_NAMES
-from crm_lib.testing import PlatformStack, SmtpSink, eventually
-from crm_lib.testing_logs import remember_secret
 
 PASSWORD = remember_secret("Correct-Horse-42-battery")
 

@@ -8,9 +8,9 @@ import uuid
 import httpx
 from sqlalchemy import update
 
+from crm_dev.testing import RunningPlatform, SmtpSink, eventually
+from crm_dev.testing_logs import remember_secret
 from crm_identity.models import Tenant
-from crm_lib.testing import RunningPlatform, SmtpSink, eventually
-from crm_lib.testing_logs import remember_secret
 
 PASSWORD = remember_secret("Correct-Horse-42-battery")
 

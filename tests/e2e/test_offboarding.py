@@ -11,12 +11,12 @@ import uuid
 
 import httpx
 
+from crm_dev.testing import RunningPlatform, SmtpSink
 from crm_identity.components import identity_of
 from crm_identity.models import Tenant
 from crm_identity.tenants.handlers import resync_tenant_statuses
 from crm_identity.tenants.service import TenantService
 from crm_lib.revocation import tenant_status_key
-from crm_lib.testing import RunningPlatform, SmtpSink
 from tests.e2e.conftest import PASSWORD, Stack, bearer, invite_user, signup_active
 
 INTERNAL = {"Authorization": "Bearer test-internal-token"}

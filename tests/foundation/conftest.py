@@ -4,11 +4,11 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
+from crm_dev.testing import SettingsFactory, scratch_database_name
 from crm_lib.registry import load_service
 from crm_lib.service import prepare_database
 from crm_lib.settings import PlatformSettings
 from crm_lib.tenancy import Database
-from crm_lib.testing import SettingsFactory, scratch_database_name
 
 
 @pytest_asyncio.fixture(loop_scope="session")

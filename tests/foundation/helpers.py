@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import TypeVar
 
+from crm_dev.testing import eventually
 from crm_identity.tenants.schemas import TenantCreate
 from crm_identity.tenants.service import TenantService
 from crm_lib.service import ServiceRuntime
-from crm_lib.testing import eventually
 
 T = TypeVar("T")
 

@@ -21,7 +21,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
-from crm_lib.devstack import EmbeddedNats
+from crm_dev.devstack import EmbeddedNats
+from crm_dev.testing import NatsCredentials, SettingsFactory
 from crm_lib.events import (
     DLQ_STREAM,
     EVENTS_STREAM,
@@ -31,7 +32,6 @@ from crm_lib.events import (
     new_event,
     subject_for,
 )
-from crm_lib.testing import NatsCredentials, SettingsFactory
 
 DENIED_TIMEOUT = 2.0
 

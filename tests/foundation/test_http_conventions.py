@@ -7,9 +7,9 @@ import uuid
 import httpx
 import pytest
 
+from crm_dev.testing import RunningPlatform, served
 from crm_lib.service import build_app
 from crm_lib.settings import SERVICE_NAMES
-from crm_lib.testing import RunningPlatform, served
 
 AUTH = {"Authorization": "Bearer test-operator-token"}
 

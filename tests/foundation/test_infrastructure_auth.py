@@ -7,7 +7,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 
-from crm_lib.devstack import EmbeddedPostgres, EmbeddedRedis
+from crm_dev.devstack import EmbeddedPostgres, EmbeddedRedis
 
 
 async def test_postgres_requires_the_password(pg_server: EmbeddedPostgres) -> None:

@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 
 from crm_contacts.app import SCHEMA as CONTACTS_SCHEMA
 from crm_contacts.models import Company
-from crm_lib.devstack import EmbeddedNats
+from crm_dev.devstack import EmbeddedNats
+from crm_dev.testing import NatsCredentials
 from crm_lib.events import (
     DLQ_ROOT,
     DLQ_STREAM,
@@ -34,7 +35,6 @@ from crm_lib.migrations import provision_schema
 from crm_lib.platform_tables import OutboxRow, TenantRegistryRow
 from crm_lib.settings import PlatformSettings
 from crm_lib.tenancy import Database, tenant_schema
-from crm_lib.testing import NatsCredentials
 from tests.foundation.helpers import eventually
 
 EVENT = "contacts.probe.recorded"

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
+from crm_dev.testing import RunningPlatform
 from crm_lib.settings import SERVICE_NAMES
 from crm_lib.tenancy import tenant_schema
-from crm_lib.testing import RunningPlatform
 from tests.foundation.helpers import create_tenant, eventually, tenant_status, wait_status
 
 

@@ -8,8 +8,8 @@ import httpx
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from crm_dev.testing import RunningPlatform, served
 from crm_lib.service import build_app
-from crm_lib.testing import RunningPlatform, served
 from tests.foundation.helpers import eventually, wait_status
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -1,7 +1,7 @@
 """The adversarial suite's stack: every service's web app and a gateway of its own.
 
 One stack per session (the platform's workers, embedded servers and SMTP sink are the
-shared session fixtures of ``crm_lib.testing``). The gateway is the real one with its
+shared session fixtures of ``crm_dev.testing``). The gateway is the real one with its
 default layers; only its anonymous per-IP limit is raised, because this suite sends
 thousands of unauthenticated and forged-token requests on purpose, and the suite talks to
 it from a source address of its own (``127.0.0.77``) so the per-IP counters it fills in
@@ -29,9 +29,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest_asyncio
 
+from crm_dev.testing import PlatformStack, SmtpSink, served
 from crm_gateway.app import create_app as create_gateway
 from crm_lib.settings import SERVICE_NAMES
-from crm_lib.testing import PlatformStack, SmtpSink, served
 from services.contacts.tests.conftest import PASSWORD, _invite, make_tenant
 from tests.security.resources import FACTORIES, ROLES, Caller, Tenant, bounded
 from tests.security.spec import Spec

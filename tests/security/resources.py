@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from crm_lib.testing import SmtpSink, eventually
+from crm_dev.testing import SmtpSink, eventually
 from services.contacts.tests.conftest import PASSWORD, ROLES, CrmTenant, _invite
 
 __all__ = ["PASSWORD", "ROLES"]

@@ -215,7 +215,7 @@ def _is_uuid_schema(schema: dict[str, Any]) -> bool:
 
 
 class Spec:
-    # No __dict__: the log scan's fixture harvest (crm_lib.testing_logs) would otherwise
+    # No __dict__: the log scan's fixture harvest (crm_dev.testing_logs) would otherwise
     # walk the OpenAPI document and take every string under a path named ".../token" for
     # a secret (e.g. "identity", then found in every log line naming the service).
     __slots__ = ("components", "document", "operations", "optional_locations")

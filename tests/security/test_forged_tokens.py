@@ -23,8 +23,8 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from crm_dev.testing import RunningPlatform
 from crm_identity.components import identity_of
-from crm_lib.testing import RunningPlatform
 from tests.security.access_table import load_table
 from tests.security.checks import is_auth_refusal, line, send
 from tests.security.conftest import SERVICE_URLS

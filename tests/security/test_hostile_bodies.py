@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from crm_lib.testing_logs import remember_secret
+from crm_dev.testing_logs import remember_secret
 from tests.security.access_table import load_table
 from tests.security.checks import is_problem, item_refused, line, oauth_error, send
 from tests.security.resources import Tenant, bounded
@@ -26,7 +26,7 @@ from tests.security.spec import IdSlot, Operation, Request, Spec, build_request
 
 HUGE = "1" + "0" * 400  # a JSON number no 64-bit type or float holds
 #: The readable part of the password in the invalid UTF-8 body: registered with the log
-#: scan (crm_lib.testing_logs), so a service that logs the body fails the session.
+#: scan (crm_dev.testing_logs), so a service that logs the body fails the session.
 HOSTILE_PASSWORD = remember_secret("Hostile-Passw0rd-sec10-")
 INVALID_UTF8 = (
     b'{"name": "caf\xe9 \xff\xfe", "email": "x@example.com", "password": "'

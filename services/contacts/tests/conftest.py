@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest_asyncio
 
-from crm_lib.testing import SmtpSink, eventually
-from crm_lib.testing_logs import remember_secret
+from crm_dev.testing import SmtpSink, eventually
+from crm_dev.testing_logs import remember_secret
 
 PASSWORD = remember_secret("Correct-Horse-42-battery")  # never in a log (log scan)
 ROLES = ("owner", "admin", "sales_manager", "sales_rep", "marketer", "support_agent", "viewer")

@@ -7,8 +7,8 @@ import uuid
 import httpx
 import msgspec
 
+from crm_dev.testing import RunningPlatform, eventually
 from crm_lib.events import Event
-from crm_lib.testing import RunningPlatform, eventually
 from services.contacts.tests.conftest import CrmTenant
 
 API = "/api/v1"

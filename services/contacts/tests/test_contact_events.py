@@ -7,9 +7,9 @@ import uuid
 import httpx
 import msgspec
 
+from crm_dev.testing import RunningPlatform, eventually
+from crm_dev.testing_logs import remember_secret
 from crm_lib.events import Event
-from crm_lib.testing import RunningPlatform, eventually
-from crm_lib.testing_logs import remember_secret
 from services.contacts.tests.conftest import CrmTenant
 
 API = "/api/v1"

@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from crm_lib.testing import SmtpSink, eventually
+from crm_dev.testing import SmtpSink, eventually
 from services.contacts.tests.conftest import CrmTenant, make_tenant
 
 API = "/api/v1"

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from crm_lib.testing import eventually
+from crm_dev.testing import eventually
 from services.contacts.tests.conftest import CrmTenant
 
 API = "/api/v1"

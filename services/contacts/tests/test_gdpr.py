@@ -11,9 +11,9 @@ import msgspec
 from sqlalchemy import select
 
 from crm_contacts.models import Activity, Contact, FieldChange
+from crm_dev.testing import RunningPlatform, eventually
 from crm_lib.events import Event
 from crm_lib.privacy import PRIVACY_SERVICES, email_fingerprint
-from crm_lib.testing import RunningPlatform, eventually
 from crm_sales.models import ContactCard
 from crm_support.models import Ticket
 from services.contacts.tests.conftest import CrmTenant

@@ -13,7 +13,7 @@ import pytest_asyncio
 from sqlalchemy import text
 
 from crm_contacts.imports import jobs as import_jobs
-from crm_lib.testing import RunningPlatform, SmtpSink, eventually
+from crm_dev.testing import RunningPlatform, SmtpSink, eventually
 from services.contacts.tests.conftest import CrmTenant, make_tenant
 
 API = "/api/v1"

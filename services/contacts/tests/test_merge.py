@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from sqlalchemy import insert, select
 
-from crm_lib.testing import RunningPlatform, eventually
+from crm_dev.testing import RunningPlatform, eventually
 from crm_sales.models import ContactCard, Deal, Pipeline, Stage
 from crm_support.models import Ticket
 from services.contacts.tests.conftest import CrmTenant

@@ -15,8 +15,8 @@ import httpx
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 
+from crm_dev.testing import SmtpSink
 from crm_gateway.routing import _OWNERS as OWNERS
-from crm_lib.testing import SmtpSink
 from services.contacts.tests.conftest import make_tenant
 
 EXAMPLES_PER_OPERATION = 12

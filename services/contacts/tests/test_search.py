@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy import select
 
 from crm_contacts.models import SearchWord
-from crm_lib.testing import RunningPlatform, eventually
+from crm_dev.testing import RunningPlatform, eventually
 from services.contacts.tests.conftest import CrmTenant
 from services.contacts.tests.test_contacts_api import API, _contact
 

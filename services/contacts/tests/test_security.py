@@ -20,8 +20,8 @@ import httpx
 import pytest_asyncio
 from sqlalchemy import text
 
-from crm_lib.testing import RunningPlatform, SmtpSink, eventually
-from crm_lib.testing_logs import remember_secret
+from crm_dev.testing import RunningPlatform, SmtpSink, eventually
+from crm_dev.testing_logs import remember_secret
 from services.contacts.tests.conftest import CrmTenant, make_tenant
 
 API = "/api/v1"

@@ -9,8 +9,8 @@ import httpx
 import msgspec
 
 from crm_contacts.activities.handlers import project_event
+from crm_dev.testing import RunningPlatform, eventually
 from crm_lib.events import EventContext, connect_nats, emit, new_event, subject_for
-from crm_lib.testing import RunningPlatform, eventually
 from services.contacts.tests.conftest import CrmTenant
 
 API = "/api/v1"

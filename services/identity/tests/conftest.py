@@ -12,9 +12,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from crm_dev.testing import RunningPlatform, served
+from crm_dev.testing_logs import remember_secret
 from crm_lib.service import build_app
-from crm_lib.testing import RunningPlatform, served
-from crm_lib.testing_logs import remember_secret
 
 STRONG_PASSWORD = remember_secret("Correct-Horse-42-battery")  # never in a log (log scan)
 INTERNAL_TOKEN = "test-internal-token"
@@ -70,7 +70,7 @@ async def signup(client: httpx.AsyncClient, *, wait: bool = True, **overrides: A
     assert response.status_code == 201, response.text
     data = response.json()
     if wait:
-        from crm_lib.testing import eventually
+        from crm_dev.testing import eventually
 
         auth = {"Authorization": f"Bearer {data['tokens']['access_token']}"}
 
@@ -108,7 +108,7 @@ class LocalStripe:
 def localstripe_server() -> Iterator[LocalStripe]:
     import stripe
 
-    from crm_lib.devstack import free_port
+    from crm_dev.devstack import free_port
 
     port = free_port()
     proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module)

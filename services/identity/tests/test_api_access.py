@@ -6,9 +6,9 @@ import base64
 
 import httpx
 
+from crm_dev.testing import RunningPlatform
 from crm_identity.api_keys.service import cache_key
 from crm_identity.security import parse_api_key, sha256_hex
-from crm_lib.testing import RunningPlatform
 from services.identity.tests.conftest import signup
 
 INTERNAL = {"Authorization": "Bearer test-internal-token"}
@@ -168,7 +168,7 @@ async def test_tenant_export_gathers_every_service(identity_api: httpx.AsyncClie
     import json
     import zipfile
 
-    from crm_lib.testing import eventually
+    from crm_dev.testing import eventually
 
     owner = await signup(identity_api)
     other = await signup(identity_api)

@@ -13,9 +13,9 @@ import pytest_asyncio
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from crm_dev.testing import RunningPlatform, SmtpSink, eventually
 from crm_identity.components import identity_of
 from crm_identity.roles import ROLES
-from crm_lib.testing import RunningPlatform, SmtpSink, eventually
 from services.identity.tests.conftest import STRONG_PASSWORD, signup
 
 MANAGERS = {"owner", "admin"}

@@ -9,12 +9,12 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from crm_dev.testing import RunningPlatform, SmtpSink, eventually
 from crm_identity.billing.models import BillingAccount
 from crm_identity.billing.service import BillingService
 from crm_identity.components import identity_of
 from crm_identity.models import Tenant
 from crm_lib.platform_tables import OutboxRow
-from crm_lib.testing import RunningPlatform, SmtpSink, eventually
 from services.identity.tests.conftest import STRONG_PASSWORD, LocalStripe, SignedUp, signup
 
 

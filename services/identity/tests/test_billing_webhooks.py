@@ -17,11 +17,11 @@ import pytest_asyncio
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from crm_dev.testing import RunningPlatform, SmtpSink, eventually
 from crm_identity.billing.handlers import sweep_once
 from crm_identity.billing.service import STRIPE_EVENT
 from crm_identity.components import identity_of
 from crm_lib.platform_tables import InboxRow, OutboxRow
-from crm_lib.testing import RunningPlatform, SmtpSink, eventually
 from services.identity.tests.conftest import (
     WEBHOOK_SECRET,
     LocalStripe,

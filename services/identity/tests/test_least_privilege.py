@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 
-from crm_lib.testing import RunningPlatform, SmtpSink, eventually
+from crm_dev.testing import RunningPlatform, SmtpSink, eventually
 from services.identity.tests.conftest import SignedUp, signup
 from services.identity.tests.test_authorization_matrix import _member
 

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from crm_dev.testing import RunningPlatform, SmtpSink, eventually
 from crm_identity.components import identity_of
 from crm_lib.client_ip import FORWARDED_PROOF, forwarded_proof
-from crm_lib.testing import RunningPlatform, SmtpSink, eventually
 from services.identity.tests.conftest import (
     STRONG_PASSWORD,
     from_address,
@@ -267,8 +267,8 @@ async def test_throttle_rules_hold_in_process_when_redis_is_away(
     """Fail-open like every limit, but still back-off: nothing listens on the Redis port."""
     from redis.asyncio import Redis
 
+    from crm_dev.devstack import free_port
     from crm_identity.sessions.throttle import LoginThrottle
-    from crm_lib.devstack import free_port
 
     settings = identity_of(platform.runtime("identity")).settings.model_copy(
         update={"login_free_failures": 3, "login_backoff_base_seconds": 60.0}

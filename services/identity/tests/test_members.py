@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 
-from crm_lib.testing import SmtpSink, eventually
+from crm_dev.testing import SmtpSink, eventually
 from services.identity.tests.conftest import STRONG_PASSWORD, SignedUp, signup
 
 

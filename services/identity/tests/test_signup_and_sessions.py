@@ -9,8 +9,8 @@ import uuid
 import httpx
 from sqlalchemy import func, select
 
+from crm_dev.testing import RunningPlatform, eventually
 from crm_identity.models import Tenant
-from crm_lib.testing import RunningPlatform, eventually
 from services.identity.tests.conftest import (
     STRONG_PASSWORD,
     from_address,

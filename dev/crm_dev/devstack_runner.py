@@ -65,7 +65,7 @@ def _start_servers(data: Path) -> tuple[dict[str, str], dict[str, dict[str, str]
     ``CRM_NATS_PASSWORD``; empty when NATS is external: then the environment's own apply)
     and the started servers. Passwords are generated once and kept in the data folder.
     """
-    from crm_lib.devstack import (
+    from crm_dev.devstack import (
         EmbeddedNats,
         EmbeddedPostgres,
         EmbeddedRedis,
@@ -158,7 +158,7 @@ def _start_mail_sink(data: Path) -> tuple[dict[str, str], Any]:
         from aiosmtpd.controller import Controller
     except ImportError:  # dev dependency missing: identity logs emails instead
         return {}, None
-    from crm_lib.devstack import free_port
+    from crm_dev.devstack import free_port
 
     outbox = data / "mail"
     outbox.mkdir(parents=True, exist_ok=True)

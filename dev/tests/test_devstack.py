@@ -15,7 +15,7 @@ import nats
 import pytest
 import redis
 
-from crm_lib.devstack import (
+from crm_dev.devstack import (
     PG_OS_USER,
     RESERVED_PORTS,
     EmbeddedNats,
@@ -255,7 +255,7 @@ def test_servers_die_with_their_parent(tmp_path: Path) -> None:
     script = (
         "import time\n"
         "from pathlib import Path\n"
-        "from crm_lib.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis\n"
+        "from crm_dev.devstack import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis\n"
         f"root = Path({str(tmp_path)!r})\n"
         f"EmbeddedPostgres(root / 'pg', {ports[0]}, fast=True).start()\n"
         f"EmbeddedNats(root / 'nats', {ports[1]}).start()\n"
@@ -285,7 +285,7 @@ def test_servers_die_with_their_parent(tmp_path: Path) -> None:
 def test_make_run_servers_require_passwords_kept_across_restarts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crm_lib import devstack_runner
+    from crm_dev import devstack_runner
     from crm_lib.settings import SERVICE_NAMES
 
     for var in ("CRM_DATABASE_URL", "CRM_NATS_URL", "CRM_REDIS_URL"):
@@ -355,7 +355,7 @@ def test_cli_operator_commands_read_make_runs_credentials(
 ) -> None:
     """`crm tenant …`/`migrate`/`streams` find the embedded servers' passwords in
     `<CRM_DEVSTACK_DIR>/env`; variables already set win."""
-    from crm_lib.cli import _operator_env
+    from crm_lib.cli import operator_env as _operator_env
 
     (tmp_path / "env").write_text(
         "CRM_DATABASE_URL=postgresql://postgres:pw@127.0.0.1:1/postgres\n"

@@ -3,7 +3,7 @@
 Session fixtures start embedded PostgreSQL, NATS JetStream and Redis on free
 ports in a temporary directory (never the machine's own 5432/4222/6379), and
 can run every service's worker in-process. Load with
-``pytest_plugins = ["crm_lib.testing"]`` in the root ``conftest.py``.
+``pytest_plugins = ["crm_dev.testing"]`` in the root ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import uvicorn
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
-from crm_lib.devstack import (
+from crm_dev.devstack import (
     EmbeddedNats,
     EmbeddedPostgres,
     EmbeddedRedis,
@@ -146,7 +146,7 @@ def smtp_server() -> Iterator[SmtpSink]:
 
     from aiosmtpd.controller import Controller
 
-    from crm_lib.devstack import free_port
+    from crm_dev.devstack import free_port
 
     sink = SmtpSink("127.0.0.1", free_port())
 

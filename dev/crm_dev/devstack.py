@@ -485,7 +485,7 @@ class EmbeddedPostgres(_Server):
             os.chown(path, pw.pw_uid, pw.pw_gid)
 
     _HBA = (
-        "# Written by crm_lib.devstack on every start: password (SCRAM) for every connection.\n"
+        "# Written by crm_dev.devstack on every start: password (SCRAM) for every connection.\n"
         "local all all scram-sha-256\n"
         "host  all all 127.0.0.1/32 scram-sha-256\n"
         "host  all all ::1/128 scram-sha-256\n"

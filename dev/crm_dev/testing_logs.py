@@ -17,8 +17,8 @@ PostgreSQL, NATS and Redis logs under the servers dir, ``crm up`` process logs, 
   passwords, ``SecretStr`` settings such as the internal token and NATS passwords).
 
 Any hit fails the session (exit status 1) with a report of the file, the line and the
-kind of secret; the secret itself is never printed. Load it next to ``crm_lib.testing``:
-``pytest_plugins = ["crm_lib.testing", "crm_lib.testing_logs"]``.
+kind of secret; the secret itself is never printed. Load it next to ``crm_dev.testing``:
+``pytest_plugins = ["crm_dev.testing", "crm_dev.testing_logs"]``.
 
 The test client's own ``httpx``/``httpcore`` request lines are not kept: they are the
 client's view of the URLs it called (the platform's processes never write them), and
@@ -239,9 +239,9 @@ def json_file_handler(stream: IO[str], level: int = logging.INFO) -> logging.Han
 # --------------------------------------------------------------------------- the plugin
 
 
-#: Secrets of the test platform itself (crm_lib.testing), always watched.
+#: Secrets of the test platform itself (crm_dev.testing), always watched.
 def _platform_secrets() -> list[str]:
-    from crm_lib import testing
+    from crm_dev import testing
 
     values = ["test-internal-token", "test-operator-token"]
     master = getattr(testing, "TEST_MASTER_KEY", None)

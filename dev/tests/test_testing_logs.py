@@ -1,4 +1,4 @@
-"""The log-scanning plugin (crm_lib.testing_logs) finds what it is meant to find.
+"""The log-scanning plugin (crm_dev.testing_logs) finds what it is meant to find.
 
 The suite's own scan passes when nothing leaks, so these tests show it can fail: fake
 secrets are logged into logs of their own (never this session's, which is scanned at the
@@ -22,14 +22,14 @@ from typing import Any
 import pytest
 import structlog
 
-from crm_lib.telemetry import log_processors
-from crm_lib.testing_logs import (
+from crm_dev.testing_logs import (
     PATTERNS,
     SecretScanner,
     json_file_handler,
     log_files,
     session_log_path,
 )
+from crm_lib.telemetry import log_processors
 
 # Built at run time so that no secret-shaped literal sits in a log by accident.
 FAKE_JWT = ".".join(["eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9", "eyJzdWIiOiJ1c2VyOngifQ", "c2ln"])
@@ -150,7 +150,7 @@ INNER_TEST = textwrap.dedent(
     import logging
 
     from crm_lib.telemetry import get_logger
-    from crm_lib.testing_logs import remember_secret
+    from crm_dev.testing_logs import remember_secret
 
 
     def test_leaks(tmp_path_factory):
@@ -187,7 +187,7 @@ def run_session(outside: Path, body: str) -> subprocess.CompletedProcess[str]:
             "-m",
             "pytest",
             "-p",
-            "crm_lib.testing_logs",
+            "crm_dev.testing_logs",
             "-p",
             "no:cacheprovider",
             "-q",
@@ -245,7 +245,7 @@ def test_fixture_values_give_their_secrets() -> None:
 
     from pydantic import BaseModel, SecretStr
 
-    from crm_lib.testing_logs import harvest_secrets, remembered_secrets
+    from crm_dev.testing_logs import harvest_secrets, remembered_secrets
 
     @plain
     class User:
@@ -280,7 +280,7 @@ def test_fixture_values_give_their_secrets() -> None:
 def test_the_session_servers_passwords_are_watched(
     pg_server: Any, redis_server: Any, nats_server: Any
 ) -> None:
-    from crm_lib.testing_logs import remembered_secrets
+    from crm_dev.testing_logs import remembered_secrets
 
     known = remembered_secrets()
     assert pg_server.password in known
