@@ -6,13 +6,14 @@ import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.companies import schemas
-from crm_contacts.models import Company, Contact
+from crm_contacts.companies.repository import CompanyRepository
+from crm_contacts.models import Company
 from crm_contacts.records.query import Column
 from crm_contacts.records.schemas import Duplicate
-from crm_contacts.records.service import EntityDef, RecordService
+from crm_contacts.records.service import EntityDef, RecordContext, RecordService
 
 COMPANY = EntityDef(
     name="company",
@@ -57,6 +58,10 @@ class CompanyService(RecordService):
     entity = COMPANY
     upsert_keys = ("domain",)
 
+    def __init__(self, session: AsyncSession, ctx: RecordContext) -> None:
+        super().__init__(session, ctx)
+        self.companies = CompanyRepository(session)
+
     def key_value(self, key: str, data: Any) -> Any:
         value = super().key_value(key, data)
         return value.lower() if isinstance(value, str) else value
@@ -64,12 +69,7 @@ class CompanyService(RecordService):
     async def _domain_free(self, domain: str | None, exclude: uuid.UUID | None = None) -> None:
         if domain is None:
             return
-        stmt = select(Company.id, Company.owner_id).where(
-            Company.domain == domain, Company.deleted_at.is_(None)
-        )
-        if exclude is not None:
-            stmt = stmt.where(Company.id != exclude)
-        existing = (await self.session.execute(stmt.limit(1))).first()
+        existing = await self.companies.domain_holder(domain, exclude)
         if existing is not None:
             from crm_contacts.contacts.service import duplicate_problem
 
@@ -148,13 +148,7 @@ class CompanyService(RecordService):
         """Contacts search by their company's name: re-derive it after a rename."""
         from crm_contacts.contacts.service import row_search_text
 
-        contacts = await self.session.scalars(
-            select(Contact).where(Contact.company_id == company_id, Contact.deleted_at.is_(None))
-        )
-        name = await self.session.scalar(select(Company.name).where(Company.id == company_id))
+        contacts = await self.companies.live_contacts(company_id)
+        name = await self.companies.name(company_id)
         for contact in contacts:
-            await self.session.execute(
-                update(Contact)
-                .where(Contact.id == contact.id)
-                .values(search_text=row_search_text(contact, name))
-            )
+            await self.companies.set_contact_search_text(contact.id, row_search_text(contact, name))

@@ -7,14 +7,14 @@ import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.contacts import schemas
-from crm_contacts.models import Company, Contact, ContactCompany
+from crm_contacts.contacts.repository import ContactRepository
+from crm_contacts.models import Contact
 from crm_contacts.records.query import Column
 from crm_contacts.records.schemas import Duplicate
-from crm_contacts.records.service import EntityDef, RecordService
+from crm_contacts.records.service import EntityDef, RecordContext, RecordService
 from crm_lib.http import ProblemError
 
 CONTACT = EntityDef(
@@ -139,6 +139,10 @@ class ContactService(RecordService):
     entity = CONTACT
     upsert_keys = ("email", "external_id")
 
+    def __init__(self, session: AsyncSession, ctx: RecordContext) -> None:
+        super().__init__(session, ctx)
+        self.contacts = ContactRepository(session)
+
     def key_value(self, key: str, data: Any) -> Any:
         if key == "email":
             emails = normalise_emails(data.emails[:1])
@@ -152,13 +156,7 @@ class ContactService(RecordService):
         only one the caller may see, else the same 422 as for no company at all."""
         if company_id is None:
             return None
-        found = (
-            await self.session.execute(
-                select(Company.name, Company.owner_id).where(
-                    Company.id == company_id, Company.deleted_at.is_(None)
-                )
-            )
-        ).first()
+        found = await self.contacts.live_company(company_id)
         name = None
         if found is not None and (not choosing or self.access.may_read(found.owner_id)):
             name = found.name
@@ -181,10 +179,6 @@ class ContactService(RecordService):
         exclude: uuid.UUID | None = None,
     ) -> list[Duplicate]:
         """Existing contacts with the same email or phone, or a similar name at the company."""
-        model = Contact
-        live = [model.deleted_at.is_(None)]
-        if exclude is not None:
-            live.append(model.id != exclude)
         found: dict[uuid.UUID, Duplicate] = {}
         may_read = self.access.may_read
 
@@ -194,34 +188,15 @@ class ContactService(RecordService):
 
         addresses = [e["address"] for e in emails]
         if addresses:
-            add(
-                await self.session.execute(
-                    select(model.id, model.owner_id)
-                    .where(model.email.in_(addresses), *live)
-                    .limit(5)
-                ),
-                "same email",
-            )
+            add(await self.contacts.with_emails(addresses, exclude), "same email")
         numbers = [p["number"] for p in phones]
         if numbers:
-            add(
-                await self.session.execute(
-                    select(model.id, model.owner_id).where(model.phone.in_(numbers), *live).limit(5)
-                ),
-                "same phone",
-            )
+            add(await self.contacts.with_phones(numbers, exclude), "same phone")
         name = " ".join(p for p in (first, last) if p).lower()
         if name and company_id is not None:
-            full = func.lower(func.concat_ws(" ", model.first_name, model.last_name))
             add(
-                await self.session.execute(
-                    select(model.id, model.owner_id)
-                    .where(
-                        model.company_id == company_id,
-                        func.extensions.similarity(full, name) >= self.ctx.duplicate_similarity,
-                        *live,
-                    )
-                    .limit(5)
+                await self.contacts.similar_names_at(
+                    company_id, name, self.ctx.duplicate_similarity, exclude
                 ),
                 "similar name at the same company",
             )
@@ -296,12 +271,7 @@ class ContactService(RecordService):
     ) -> None:
         if external_id is None:
             return
-        stmt = select(Contact.id, Contact.owner_id).where(
-            Contact.external_id == external_id, Contact.deleted_at.is_(None)
-        )
-        if exclude is not None:
-            stmt = stmt.where(Contact.id != exclude)
-        existing = (await self.session.execute(stmt.limit(1))).first()
+        existing = await self.contacts.external_id_holder(external_id, exclude)
         if existing is not None:
             visible = self.access.may_read(existing.owner_id)
             raise duplicate_problem(
@@ -309,21 +279,7 @@ class ContactService(RecordService):
             )
 
     async def set_primary_link(self, contact_id: uuid.UUID, company_id: uuid.UUID | None) -> None:
-        await self.session.execute(
-            update(ContactCompany)
-            .where(ContactCompany.contact_id == contact_id, ContactCompany.is_primary)
-            .values(is_primary=False)
-        )
-        if company_id is not None:
-            stmt = insert(ContactCompany).values(
-                contact_id=contact_id, company_id=company_id, is_primary=True
-            )
-            await self.session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[ContactCompany.contact_id, ContactCompany.company_id],
-                    set_={"is_primary": True},
-                )
-            )
+        await self.contacts.set_primary_link(contact_id, company_id)
 
     async def update(
         self, record_id: uuid.UUID, data: schemas.ContactUpdate, if_match: int | None
@@ -372,14 +328,7 @@ class ContactService(RecordService):
         await self.visible(record_id)
         # Only companies the caller sees (an admin may link a rep's contact to a company
         # the rep cannot see: the rep does not learn its name from here).
-        owners = self.access.readable_owners
-        visible = [] if owners is None else [Company.owner_id.in_(sorted(owners))]
-        rows = await self.session.execute(
-            select(ContactCompany, Company.name)
-            .join(Company, Company.id == ContactCompany.company_id)
-            .where(ContactCompany.contact_id == record_id, Company.deleted_at.is_(None), *visible)
-            .order_by(ContactCompany.is_primary.desc(), Company.name)
-        )
+        rows = await self.contacts.links(record_id, self.access.readable_owners)
         return [
             {
                 "company_id": str(link.company_id),
@@ -387,7 +336,7 @@ class ContactService(RecordService):
                 "role": link.role,
                 "primary": link.is_primary,
             }
-            for link, name in rows.all()
+            for link, name in rows
         ]
 
     async def link(
@@ -395,15 +344,7 @@ class ContactService(RecordService):
     ) -> list[dict[str, Any]]:
         row = await self.writable(record_id, None)
         await self._company_name(company_id)
-        stmt = insert(ContactCompany).values(
-            contact_id=record_id, company_id=company_id, role=role, is_primary=False
-        )
-        await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[ContactCompany.contact_id, ContactCompany.company_id],
-                set_={"role": role},
-            )
-        )
+        await self.contacts.upsert_link(record_id, company_id, role)
         if primary and row.company_id != company_id:
             await self.update(record_id, schemas.ContactUpdate(company_id=company_id), None)
         return await self.links(record_id)
@@ -412,12 +353,8 @@ class ContactService(RecordService):
         row = await self.writable(record_id, None)
         if row.company_id == company_id:
             await self.update(record_id, schemas.ContactUpdate(company_id=None), None)
-        result = await self.session.execute(
-            delete(ContactCompany).where(
-                ContactCompany.contact_id == record_id, ContactCompany.company_id == company_id
-            )
-        )
-        if not result.rowcount and row.company_id != company_id:  # type: ignore[attr-defined]
+        deleted = await self.contacts.delete_link(record_id, company_id)
+        if not deleted and row.company_id != company_id:
             raise ProblemError(404, "The contact is not linked to this company.")
 
 
