@@ -13,8 +13,8 @@ from crm_identity.api_keys import schemas as key_schemas
 from crm_identity.api_keys.service import resolve_api_key
 from crm_identity.components import identity_of
 from crm_identity.guards import internal_guard, operator_guard
-from crm_identity.models import Tenant
 from crm_identity.plans import get_plan
+from crm_identity.tenants.repository import TenantRepository
 from crm_lib.http import ProblemError
 from crm_lib.service import ServiceRuntime
 
@@ -46,7 +46,7 @@ class InternalController(Controller):
     @get("/tenants/{tenant_id:uuid}/access")
     async def access(self, tenant_id: uuid.UUID, runtime: ServiceRuntime) -> TenantAccess:
         async with runtime.db.platform_session() as session:
-            tenant = await session.get(Tenant, tenant_id)
+            tenant = await TenantRepository(session).get(tenant_id)
         if tenant is None:
             raise ProblemError(404, "No such tenant.")
         plan = get_plan(tenant.plan)

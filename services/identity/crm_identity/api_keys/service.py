@@ -10,15 +10,16 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_identity.api_keys import schemas
+from crm_identity.api_keys.repository import ApiKeyRepository, CredentialDirectoryRepository
 from crm_identity.keys.service import KeyStore
-from crm_identity.models import ApiKey, CredentialDirectory, Tenant
+from crm_identity.models import ApiKey
 from crm_identity.roles import MANAGERS
 from crm_identity.security import constant_time_equal, new_api_key, parse_api_key, sha256_hex
 from crm_identity.settings import IdentitySettings
+from crm_identity.tenants.repository import TenantRepository
 from crm_lib.auth import Principal
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
@@ -56,6 +57,7 @@ class ApiKeyService:
         self.session = session
         self.principal = principal
         self.settings = settings
+        self.repo = ApiKeyRepository(session)
 
     async def create(self, data: schemas.ApiKeyCreate) -> schemas.ApiKeyCreated:
         if data.expires_at is not None:
@@ -71,30 +73,19 @@ class ApiKeyService:
                 )
         environment = data.environment or self.settings.api_key_environment
         key, public_id = new_api_key(environment)
-        row = (
-            await self.session.execute(
-                insert(ApiKey)
-                .values(
-                    id=uuid.uuid4(),
-                    name=data.name.strip(),
-                    public_id=public_id,
-                    prefix=f"crm_{environment}_{public_id}",
-                    key_hash=sha256_hex(key),
-                    last4=key[-4:],
-                    scopes=sorted(set(data.scopes)),
-                    created_by=self.principal.user_id,
-                    expires_at=data.expires_at,
-                )
-                .returning(ApiKey)
-            )
-        ).scalar_one()
-        await self.session.execute(
-            insert(CredentialDirectory).values(
-                public_id=public_id,
-                kind="api_key",
-                tenant_id=self.principal.tenant_id,
-                credential_id=row.id,
-            )
+        row = await self.repo.insert(
+            id=uuid.uuid4(),
+            name=data.name.strip(),
+            public_id=public_id,
+            prefix=f"crm_{environment}_{public_id}",
+            key_hash=sha256_hex(key),
+            last4=key[-4:],
+            scopes=sorted(set(data.scopes)),
+            created_by=self.principal.user_id,
+            expires_at=data.expires_at,
+        )
+        await CredentialDirectoryRepository(self.session).add(
+            public_id, "api_key", self.principal.tenant_id, row.id
         )
         await emit(
             self.session,
@@ -115,16 +106,11 @@ class ApiKeyService:
         )
 
     async def list(self) -> list[schemas.ApiKey]:
-        rows = await self.session.execute(
-            select(ApiKey).order_by(ApiKey.created_at.desc()).limit(500)
-        )
-        return [to_schema(r) for r in rows.scalars()]
+        return [to_schema(r) for r in await self.repo.newest_first()]
 
     async def revoke(self, key_id: uuid.UUID) -> None:
         """Revoke one key: it stops working on the next request (gateway and services)."""
-        row = (
-            await self.session.execute(select(ApiKey).where(ApiKey.id == key_id).with_for_update())
-        ).scalar_one_or_none()
+        row = await self.repo.get_locked(key_id)
         if row is None:
             raise ProblemError(404, "No such API key.")
         if row.revoked_at is None:
@@ -135,24 +121,14 @@ async def revoke_keys_created_by(
     session: AsyncSession, principal: Principal, user_id: uuid.UUID
 ) -> None:
     """Revoke every live key ``user_id`` created (their deactivation, docs/auth.md)."""
-    rows = (
-        await session.execute(
-            select(ApiKey)
-            .where(ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None))
-            .with_for_update()
-        )
-    ).scalars()
-    await _revoke(session, principal, list(rows))
+    rows = await ApiKeyRepository(session).live_created_by_locked(user_id)
+    await _revoke(session, principal, rows)
 
 
 async def _revoke(session: AsyncSession, principal: Principal, rows: list[ApiKey]) -> None:
     if not rows:
         return
-    await session.execute(
-        update(ApiKey)
-        .where(ApiKey.id.in_([row.id for row in rows]))
-        .values(revoked_at=datetime.now(UTC))
-    )
+    await ApiKeyRepository(session).mark_revoked([row.id for row in rows], datetime.now(UTC))
     for row in rows:
         # the gateway's cached exchange and the short-lived tokens it minted end at commit
         delete_key_on_commit(session, cache_key(row.key_hash))
@@ -173,12 +149,13 @@ async def resolve_api_key(db: Database, keys: KeyStore, key: str) -> schemas.Res
     if public_id is None:
         raise unknown
     async with db.platform_session() as session:
-        entry = await session.get(CredentialDirectory, public_id)
-        tenant = await session.get(Tenant, entry.tenant_id) if entry is not None else None
+        entry = await CredentialDirectoryRepository(session).get(public_id)
+        tenant = await TenantRepository(session).get(entry.tenant_id) if entry is not None else None
     if entry is None or entry.kind != "api_key" or tenant is None or tenant.status in CLOSED:
         raise unknown
     async with db.tenant_session(entry.tenant_id) as session:
-        row = await session.get(ApiKey, entry.credential_id)
+        keys_repo = ApiKeyRepository(session)
+        row = await keys_repo.get(entry.credential_id)
         now = datetime.now(UTC)
         if (
             row is None
@@ -188,9 +165,7 @@ async def resolve_api_key(db: Database, keys: KeyStore, key: str) -> schemas.Res
         ):
             raise unknown
         if row.last_used_at is None or row.last_used_at < now - timedelta(minutes=1):
-            await session.execute(
-                update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now)
-            )
+            await keys_repo.touch_last_used(row.id, now)
         ttl = RESOLVED_TOKEN_TTL
         if row.expires_at is not None:
             ttl = max(1, min(ttl, int((row.expires_at - now).total_seconds())))

@@ -3,7 +3,6 @@ plan catalogue (``/api/v1/plans``, anyone)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 import msgspec
@@ -12,25 +11,15 @@ from litestar import Controller, Request, Response, get, patch, post, put
 from litestar.params import Body, Parameter
 
 from crm_identity.billing import schemas
-from crm_identity.billing.repository import BillingRepository
-from crm_identity.billing.service import (
-    STRIPE_EVENT,
-    STRIPE_EVENT_TYPES,
-    BillingService,
-    require_manager,
-)
+from crm_identity.billing.service import BillingService, receive_stripe_event, require_manager
 from crm_identity.components import identity_of
-from crm_identity.models import Tenant
 from crm_identity.plans import PLANS, Plan
 from crm_lib.auth import Principal
-from crm_lib.events import emit
 from crm_lib.http import ProblemError
 from crm_lib.pagination import Page
 from crm_lib.service import ServiceRuntime
-from crm_lib.telemetry import get_logger
 
 API = "/api/v1/billing"
-log = get_logger("crm.identity.billing")
 
 
 def _service(session: Any, runtime: ServiceRuntime) -> BillingService:
@@ -141,39 +130,6 @@ def _bad_webhook(detail: str) -> ProblemError:
     )
 
 
-def _text(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) and value else None
-
-
-async def _tenant_of(session: Any, obj: dict[str, Any], event_type: str) -> uuid.UUID | None:
-    repo = BillingRepository(session)
-    customer = _text(obj.get("customer"))
-    if customer:
-        found = await repo.tenant_for_customer(customer)
-        if found is not None:
-            return found
-    sub = (
-        obj.get("id")
-        if event_type.startswith("customer.subscription.")
-        else obj.get("subscription")
-    )
-    if _text(sub):
-        found = await repo.tenant_for_subscription(str(_text(sub)))
-        if found is not None:
-            return found
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    for candidate in (obj.get("client_reference_id"), (metadata or {}).get("crm_tenant_id")):
-        try:
-            tenant_id = uuid.UUID(str(candidate))
-        except ValueError:
-            continue
-        if await session.get(Tenant, tenant_id) is not None:
-            return tenant_id
-    return None
-
-
 class StripeWebhookController(Controller):
     path = f"{API}/stripe"
     tags = ["billing"]
@@ -215,28 +171,8 @@ class StripeWebhookController(Controller):
         if not isinstance(obj, dict):
             raise _bad_webhook("The event has no data.object.")
         async with runtime.db.platform_session() as session:
-            handled = event.type in STRIPE_EVENT_TYPES
-            tenant_id = await _tenant_of(session, obj, event.type) if handled else None
-            first = await BillingRepository(session).record_webhook_event(
-                event.id, event.type, tenant_id, event.created
-            )
-            if not first:
-                return Response(schemas.WebhookAck(True, duplicate=True))
-            if not handled:
-                return Response(schemas.WebhookAck(True, ignored="event type not handled"))
-            if tenant_id is None:
-                log.warning(
-                    "billing.webhook_unknown_customer", stripe_event=event.id, type=event.type
-                )
-                return Response(schemas.WebhookAck(True, ignored="no tenant for this customer"))
-            await emit(
-                session,
-                STRIPE_EVENT,
-                tenant_id,
-                {"id": event.id, "type": event.type, "created": event.created, "object": obj},
-                actor="stripe",
-            )
-        return Response(schemas.WebhookAck(True))
+            ack = await receive_stripe_event(session, event.id, event.type, event.created, obj)
+        return Response(ack)
 
 
 class PlanController(Controller):

@@ -28,6 +28,7 @@ from crm_identity.mail.service import request_email
 from crm_identity.models import Tenant
 from crm_identity.plans import PLANS, Plan
 from crm_identity.settings import IdentitySettings
+from crm_identity.tenants.repository import TenantRepository
 from crm_identity.tenants.service import TenantService
 from crm_identity.users.repository import UserRepository
 from crm_lib.auth import Principal
@@ -114,7 +115,7 @@ class BillingService:
         return schemas.SeatUse(limit, active, pending, used, max(0, limit - used))
 
     async def overview(self, tenant_id: uuid.UUID) -> schemas.Billing:
-        tenant = await self.session.get(Tenant, tenant_id)
+        tenant = await TenantRepository(self.session).get(tenant_id)
         if tenant is None:
             raise ProblemError(404, "No such tenant.")
         account = await self.repo.account(tenant_id)
@@ -751,6 +752,73 @@ class BillingService:
                 ).request_deletion(tenant_id, actor="billing")
                 tenant.status = "deleting"
         return tenant.status if tenant.status != before else None
+
+
+# --------------------------------------------------------------------------- webhook
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+async def _tenant_of(
+    session: AsyncSession, obj: dict[str, Any], event_type: str
+) -> uuid.UUID | None:
+    """The tenant a Stripe object belongs to: by customer, subscription, then our metadata."""
+    repo = BillingRepository(session)
+    customer = _text(obj.get("customer"))
+    if customer:
+        found = await repo.tenant_for_customer(customer)
+        if found is not None:
+            return found
+    sub = (
+        obj.get("id")
+        if event_type.startswith("customer.subscription.")
+        else obj.get("subscription")
+    )
+    if _text(sub):
+        found = await repo.tenant_for_subscription(str(_text(sub)))
+        if found is not None:
+            return found
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    for candidate in (obj.get("client_reference_id"), (metadata or {}).get("crm_tenant_id")):
+        try:
+            tenant_id = uuid.UUID(str(candidate))
+        except ValueError:
+            continue
+        if await TenantRepository(session).get(tenant_id) is not None:
+            return tenant_id
+    return None
+
+
+async def receive_stripe_event(
+    session: AsyncSession, event_id: str, event_type: str, created: int, obj: dict[str, Any]
+) -> schemas.WebhookAck:
+    """A verified Stripe event (platform session): recorded once, then queued for its
+    tenant as ``identity.billing.stripe_event`` (applied by the ``billing-stripe-events``
+    consumer). Duplicates, unhandled types and unknown customers are acknowledged only."""
+    handled = event_type in STRIPE_EVENT_TYPES
+    tenant_id = await _tenant_of(session, obj, event_type) if handled else None
+    first = await BillingRepository(session).record_webhook_event(
+        event_id, event_type, tenant_id, created
+    )
+    if not first:
+        return schemas.WebhookAck(True, duplicate=True)
+    if not handled:
+        return schemas.WebhookAck(True, ignored="event type not handled")
+    if tenant_id is None:
+        log.warning("billing.webhook_unknown_customer", stripe_event=event_id, type=event_type)
+        return schemas.WebhookAck(True, ignored="no tenant for this customer")
+    await emit(
+        session,
+        STRIPE_EVENT,
+        tenant_id,
+        {"id": event_id, "type": event_type, "created": created, "object": obj},
+        actor="stripe",
+    )
+    return schemas.WebhookAck(True)
 
 
 def _with_status(sub: SubscriptionState, status: str) -> SubscriptionState:

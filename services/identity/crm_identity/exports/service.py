@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_identity.exports.repository import ExportJobRepository
 from crm_identity.models import ExportJob
 from crm_lib.auth import Principal
 from crm_lib.events import EventContext, Subscription, emit
@@ -55,8 +56,8 @@ def _require_admin(principal: Principal) -> None:
 async def request_export(session: AsyncSession, principal: Principal) -> ExportView:
     _require_admin(principal)
     job = ExportJob(id=uuid.uuid4(), status="running", requested_by=principal.user_id, parts={})
-    session.add(job)
-    await session.flush()
+    jobs = ExportJobRepository(session)
+    await jobs.insert(job)
     await emit(
         session,
         EXPORT_REQUESTED,
@@ -64,13 +65,13 @@ async def request_export(session: AsyncSession, principal: Principal) -> ExportV
         {"job_id": str(job.id)},
         actor=principal.subject,
     )
-    await session.refresh(job)
+    await jobs.refresh(job)
     return view(job)
 
 
 async def get_export(session: AsyncSession, principal: Principal, job_id: uuid.UUID) -> ExportJob:
     _require_admin(principal)
-    job = await session.get(ExportJob, job_id)
+    job = await ExportJobRepository(session).get(job_id)
     if job is None:
         raise ProblemError(404, "No such export.")
     return job
@@ -84,11 +85,8 @@ def export_ready_subscription(services: tuple[str, ...]) -> Subscription:
         expected = export_object_name(ctx.event.tenant_id, job_id, f"{service}.jsonl.gz")
         if service not in services or data.get("object") != expected:
             return  # never trust an object name that is not this tenant's
-        job = (
-            await ctx.session.execute(
-                select(ExportJob).where(ExportJob.id == job_id).with_for_update()
-            )
-        ).scalar_one_or_none()
+        jobs = ExportJobRepository(ctx.session)
+        job = await jobs.get_locked(job_id)
         if job is None or job.status != "running":
             return
         parts = {
@@ -106,7 +104,7 @@ def export_ready_subscription(services: tuple[str, ...]) -> Subscription:
             values.update(
                 status="ready", archive_object=name, archive_bytes=size, completed_at=func.now()
             )
-        await ctx.session.execute(update(ExportJob).where(ExportJob.id == job_id).values(**values))
+        await jobs.update(job_id, **values)
         if values.get("status") == "ready":
             await ctx.emit("identity.tenant.export_completed", {"job_id": str(job_id)})
 

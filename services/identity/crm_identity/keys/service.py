@@ -17,10 +17,9 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.jwk import ECKey
-from sqlalchemy import or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_identity.models import SigningKey
+from crm_identity.keys.repository import SigningKeyRepository
 from crm_identity.settings import IdentitySettings
 from crm_lib.tenancy import Database
 
@@ -49,20 +48,7 @@ class KeyStore:
         )
         for _attempt in range(2):
             async with self.db.platform_session() as session:
-                rows = list(
-                    (
-                        await session.execute(
-                            select(SigningKey)
-                            .where(
-                                or_(
-                                    SigningKey.retired_at.is_(None),
-                                    SigningKey.retired_at > keep_after,
-                                )
-                            )
-                            .order_by(SigningKey.created_at.desc())
-                        )
-                    ).scalars()
-                )
+                rows = await SigningKeyRepository(session).published(keep_after)
             active_rows = [r for r in rows if r.retired_at is None]
             if active_rows:
                 active = ECKey.import_key(json.loads(active_rows[0].private_jwk))
@@ -71,17 +57,13 @@ class KeyStore:
                 await self._create(session)
         raise RuntimeError("no signing key could be created")
 
-    async def _create(self, session: Any) -> None:
+    async def _create(self, session: AsyncSession) -> None:
         # One process creates the first key; others wait on the lock and find it.
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('crm_signing_keys'))"))
-        existing = (
-            await session.execute(select(SigningKey.kid).where(SigningKey.retired_at.is_(None)))
-        ).first()
-        if existing is not None:
+        repo = SigningKeyRepository(session)
+        await repo.lock()
+        if await repo.has_active():
             return
-        await session.execute(
-            pg_insert(SigningKey).values(**self._new_key_row()).on_conflict_do_nothing()
-        )
+        await repo.insert(self._new_key_row(), if_absent=True)
 
     def _new_key_row(self) -> dict[str, Any]:
         if self.settings.jwt_private_key is not None:
@@ -106,14 +88,9 @@ class KeyStore:
 
     async def rotate(self) -> str:
         async with self.db.platform_session() as session:
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext('crm_signing_keys'))")
-            )
-            await session.execute(
-                update(SigningKey)
-                .where(SigningKey.retired_at.is_(None))
-                .values(retired_at=datetime.now(UTC))
-            )
+            repo = SigningKeyRepository(session)
+            await repo.lock()
+            await repo.retire_active(datetime.now(UTC))
             row = self._new_key_row()
             if self.settings.jwt_private_key is not None:
                 # A configured key cannot rotate itself: generate a fresh one.
@@ -126,7 +103,7 @@ class KeyStore:
                     "private_jwk": json.dumps(key.as_dict(private=True)),
                     "public_jwk": public,
                 }
-            await session.execute(pg_insert(SigningKey).values(**row))
+            await repo.insert(row)
         self._cache = None
         return str(row["kid"])
 

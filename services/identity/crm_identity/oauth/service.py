@@ -20,14 +20,16 @@ import msgspec
 from authlib.oauth2.rfc6749 import AuthorizationServer, ClientMixin, OAuth2Request
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
-from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_identity.api_keys.repository import CredentialDirectoryRepository
 from crm_identity.keys.service import KeyStore
-from crm_identity.models import CredentialDirectory, OAuthClient, Tenant
+from crm_identity.models import OAuthClient, Tenant
 from crm_identity.oauth import schemas
+from crm_identity.oauth.repository import OAuthClientRepository
 from crm_identity.roles import MANAGERS
 from crm_identity.security import constant_time_equal, random_secret, sha256_hex
+from crm_identity.tenants.repository import TenantRepository
 from crm_lib.auth import Principal
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
@@ -52,31 +54,21 @@ class ClientAdmin:
             raise ProblemError(403, "Only owners and admins manage OAuth clients.")
         self.session = session
         self.principal = principal
+        self.repo = OAuthClientRepository(session)
 
     async def create(self, data: schemas.ClientCreate) -> schemas.ClientCreated:
         client_id = f"crmc_{random_secret(24)}"
         secret = random_secret(48)
-        row = (
-            await self.session.execute(
-                insert(OAuthClient)
-                .values(
-                    id=uuid.uuid4(),
-                    client_id=client_id,
-                    name=data.name.strip(),
-                    secret_hash=sha256_hex(secret),
-                    scopes=sorted(set(data.scopes)),
-                    created_by=self.principal.user_id,
-                )
-                .returning(OAuthClient)
-            )
-        ).scalar_one()
-        await self.session.execute(
-            insert(CredentialDirectory).values(
-                public_id=client_id,
-                kind="oauth_client",
-                tenant_id=self.principal.tenant_id,
-                credential_id=row.id,
-            )
+        row = await self.repo.insert(
+            id=uuid.uuid4(),
+            client_id=client_id,
+            name=data.name.strip(),
+            secret_hash=sha256_hex(secret),
+            scopes=sorted(set(data.scopes)),
+            created_by=self.principal.user_id,
+        )
+        await CredentialDirectoryRepository(self.session).add(
+            client_id, "oauth_client", self.principal.tenant_id, row.id
         )
         await emit(
             self.session,
@@ -90,13 +82,10 @@ class ClientAdmin:
         )
 
     async def list(self) -> list[schemas.Client]:
-        rows = await self.session.execute(
-            select(OAuthClient).order_by(OAuthClient.created_at.desc())
-        )
-        return [to_schema(r) for r in rows.scalars()]
+        return [to_schema(r) for r in await self.repo.newest_first()]
 
     async def revoke(self, client_row_id: uuid.UUID) -> None:
-        row = await self.session.get(OAuthClient, client_row_id, with_for_update=True)
+        row = await self.repo.get(client_row_id, lock=True)
         if row is None:
             raise ProblemError(404, "No such OAuth client.")
         if row.revoked_at is None:
@@ -107,24 +96,14 @@ async def revoke_clients_created_by(
     session: AsyncSession, principal: Principal, user_id: uuid.UUID
 ) -> None:
     """Revoke every live client ``user_id`` created (their deactivation, docs/auth.md)."""
-    rows = (
-        await session.execute(
-            select(OAuthClient)
-            .where(OAuthClient.created_by == user_id, OAuthClient.revoked_at.is_(None))
-            .with_for_update()
-        )
-    ).scalars()
-    await _revoke(session, principal, list(rows))
+    rows = await OAuthClientRepository(session).live_created_by_locked(user_id)
+    await _revoke(session, principal, rows)
 
 
 async def _revoke(session: AsyncSession, principal: Principal, rows: list[OAuthClient]) -> None:
     if not rows:
         return
-    await session.execute(
-        update(OAuthClient)
-        .where(OAuthClient.id.in_([row.id for row in rows]))
-        .values(revoked_at=datetime.now(UTC))
-    )
+    await OAuthClientRepository(session).mark_revoked([row.id for row in rows], datetime.now(UTC))
     for row in rows:
         # the client's live access tokens end with it
         revoke_subject_on_commit(session, principal.tenant_id, f"client:{row.client_id}")
@@ -281,12 +260,12 @@ async def token_response(
     client_id = _claimed_client_id(headers, form)
     if client_id and len(client_id) <= 64:
         async with db.platform_session() as session:
-            entry = await session.get(CredentialDirectory, client_id)
+            entry = await CredentialDirectoryRepository(session).get(client_id)
             if entry is not None and entry.kind == "oauth_client":
-                tenant = await session.get(Tenant, entry.tenant_id)
+                tenant = await TenantRepository(session).get(entry.tenant_id)
         if entry is not None and tenant is not None and tenant.status not in CLOSED:
             async with db.tenant_session(tenant.id) as session:
-                row = await session.get(OAuthClient, entry.credential_id)
+                row = await OAuthClientRepository(session).get(entry.credential_id)
             if row is not None and row.revoked_at is None:
                 client = _Client(row)
     await keys.ready()

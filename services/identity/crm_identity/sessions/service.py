@@ -27,16 +27,18 @@ from datetime import UTC, datetime, timedelta
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter
-from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_identity.emails import normalize_email
 from crm_identity.keys.service import KeyStore
-from crm_identity.models import LoginDirectory, RefreshToken, Tenant, User
+from crm_identity.models import Tenant, User
 from crm_identity.security import PasswordHashing, new_tenant_token, sha256_hex, tenant_of_token
 from crm_identity.sessions import schemas
+from crm_identity.sessions.repository import SessionRepository
 from crm_identity.sessions.throttle import LoginThrottle
 from crm_identity.settings import IdentitySettings
+from crm_identity.tenants.repository import TenantRepository
+from crm_identity.users.repository import UserRepository
 from crm_lib.auth import Principal
 from crm_lib.http import ProblemError
 from crm_lib.revocation import revoke_session_on_commit, revoke_subject_on_commit
@@ -124,14 +126,11 @@ class SessionService:
         """A new access token and refresh token (in ``family_id`` or a new family)."""
         refresh = new_tenant_token(tenant.id)
         family = family_id or uuid.uuid4()
-        await session.execute(
-            insert(RefreshToken).values(
-                id=uuid.uuid4(),
-                user_id=user.id,
-                family_id=family,
-                token_hash=sha256_hex(refresh),
-                expires_at=datetime.now(UTC) + timedelta(days=self.settings.refresh_token_ttl_days),
-            )
+        await SessionRepository(session).insert_refresh_token(
+            user.id,
+            family,
+            sha256_hex(refresh),
+            datetime.now(UTC) + timedelta(days=self.settings.refresh_token_ttl_days),
         )
         access, expires_in, _jti = await self.keys.mint(
             tenant_id=tenant.id,
@@ -148,21 +147,7 @@ class SessionService:
     ) -> tuple[Tenant, uuid.UUID] | None:
         """The account ``email`` logs into: in tenant ``slug``, else the oldest open one."""
         async with self.db.platform_session() as session:
-            stmt = (
-                select(Tenant, LoginDirectory.user_id)
-                .join(LoginDirectory, LoginDirectory.tenant_id == Tenant.id)
-                .where(LoginDirectory.email == email)
-                .order_by(
-                    case((Tenant.status.in_(CLOSED_STATES), 1), else_=0),
-                    Tenant.created_at,
-                    Tenant.id,
-                )
-                .limit(1)
-            )
-            if slug is not None:
-                stmt = stmt.where(Tenant.slug == slug)
-            row = (await session.execute(stmt)).first()
-        return (row[0], row[1]) if row else None
+            return await SessionRepository(session).account_for(email, slug, CLOSED_STATES)
 
     async def login(self, data: schemas.LoginRequest, ip: str) -> schemas.TokenPair:
         await self.limiter.hit(ip)
@@ -177,9 +162,8 @@ class SessionService:
         tenant, user_id = found
         outcome = _Outcome()
         async with self.db.tenant_session(tenant.id) as session:
-            user = (
-                await session.execute(select(User).where(User.id == user_id))
-            ).scalar_one_or_none()
+            users = UserRepository(session)
+            user = await users.get(user_id)
             stored = user.password_hash if user is not None and user.status == "active" else None
             if not await self.hashing.verify(stored, data.password):
                 outcome.error = invalid_login()
@@ -189,9 +173,7 @@ class SessionService:
                 )
             else:
                 assert user is not None
-                await session.execute(
-                    update(User).where(User.id == user.id).values(last_login_at=func.now())
-                )
+                await users.touch_last_login(user.id)
                 outcome.pair = await self.issue(session, tenant, user)
         if outcome.error is not None:
             raise outcome.error
@@ -204,29 +186,18 @@ class SessionService:
         if tenant_id is None:
             raise _unauthorized("Unknown refresh token.")
         async with self.db.platform_session() as session:
-            tenant = await session.get(Tenant, tenant_id)
+            tenant = await TenantRepository(session).get(tenant_id)
         if tenant is None or tenant.status in CLOSED_STATES:
             raise _unauthorized("Unknown refresh token.")
         outcome = _Outcome()
         async with self.db.tenant_session(tenant_id) as session:
-            row = (
-                await session.execute(
-                    select(RefreshToken)
-                    .where(RefreshToken.token_hash == sha256_hex(data.refresh_token))
-                    .with_for_update()
-                )
-            ).scalar_one_or_none()
+            tokens = SessionRepository(session)
+            row = await tokens.refresh_token_locked(sha256_hex(data.refresh_token))
             now = datetime.now(UTC)
             if row is None:
                 outcome.error = _unauthorized("Unknown refresh token.")
             elif row.rotated_at is not None or row.revoked_at is not None:
-                await session.execute(
-                    update(RefreshToken)
-                    .where(
-                        RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None)
-                    )
-                    .values(revoked_at=now)
-                )
+                await tokens.revoke_family(row.family_id, now)
                 # The leaked family's access tokens die with it.
                 revoke_session_on_commit(session, tenant_id, str(row.family_id))
                 log.warning(
@@ -238,13 +209,11 @@ class SessionService:
             elif row.expires_at <= now:
                 outcome.error = _unauthorized("The refresh token has expired.")
             else:
-                user = await session.get(User, row.user_id)
+                user = await UserRepository(session).get(row.user_id)
                 if user is None or user.status != "active":
                     outcome.error = _unauthorized("The user is no longer active.")
                 else:
-                    await session.execute(
-                        update(RefreshToken).where(RefreshToken.id == row.id).values(rotated_at=now)
-                    )
+                    await tokens.mark_rotated(row.id, now)
                     outcome.pair = await self.issue(session, tenant, user, row.family_id)
         if outcome.error is not None:
             raise outcome.error
@@ -255,9 +224,8 @@ class SessionService:
         if principal.user_id is None:
             raise ProblemError(400, "Only user sessions can log out.")
         async with self.db.tenant_session(principal.tenant_id) as session:
-            stmt = update(RefreshToken).where(
-                RefreshToken.user_id == principal.user_id, RefreshToken.revoked_at.is_(None)
-            )
+            tokens = SessionRepository(session)
+            family: uuid.UUID | None = None
             if not data.everywhere:
                 if data.refresh_token is None:
                     raise ProblemError(
@@ -266,19 +234,11 @@ class SessionService:
                         title="Validation failed",
                         errors=[{"field": "refresh_token", "message": "required"}],
                     )
-                family = (
-                    await session.execute(
-                        select(RefreshToken.family_id).where(
-                            RefreshToken.token_hash == sha256_hex(data.refresh_token),
-                            RefreshToken.user_id == principal.user_id,
-                        )
-                    )
-                ).scalar_one_or_none()
+                family = await tokens.family_of(sha256_hex(data.refresh_token), principal.user_id)
                 if family is None:
                     return  # unknown token: nothing to end (idempotent)
-                stmt = stmt.where(RefreshToken.family_id == family)
                 # that session's access tokens end now too, not when they expire
                 revoke_session_on_commit(session, principal.tenant_id, str(family))
             else:
                 revoke_subject_on_commit(session, principal.tenant_id, principal.subject)
-            await session.execute(stmt.values(revoked_at=func.now()))
+            await tokens.revoke_user_tokens(principal.user_id, family)

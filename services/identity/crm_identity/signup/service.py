@@ -27,25 +27,27 @@ import unicodedata
 import uuid
 
 from redis.asyncio import Redis
-from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_identity.app_schema import SCHEMA
 from crm_identity.emails import normalize_email
 from crm_identity.mail.service import request_email
-from crm_identity.models import LoginDirectory, Tenant, User
+from crm_identity.models import User
 from crm_identity.plans import PLANS
 from crm_identity.security import PasswordHashing, password_problems
 from crm_identity.sessions.service import SessionService
 from crm_identity.settings import IdentitySettings
 from crm_identity.signup import schemas
+from crm_identity.signup.repository import SignupRepository
+from crm_identity.tenants.repository import TenantRepository
 from crm_identity.tenants.schemas import TenantCreate
 from crm_identity.tenants.service import RESERVED_SLUGS, TenantService
+from crm_identity.users.repository import UserRepository
 from crm_identity.users.service import to_schema as user_schema
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
 from crm_lib.migrations import provision_schema
-from crm_lib.platform_tables import TenantRegistryRow
 from crm_lib.telemetry import get_logger
 from crm_lib.tenancy import Database, bind_tenant, tenant_schema
 
@@ -149,10 +151,9 @@ class SignupService:
             )
         return email, data.slug or slugify(data.company_name)
 
-    async def _free_slug(self, session: object, base: str) -> str:
+    async def _free_slug(self, session: AsyncSession, base: str) -> str:
         """``base`` if free, else the first free ``base-2``, ``base-3``… (never a 409)."""
-        taken_q = select(Tenant.slug).where(Tenant.slug.like(f"{base}%"))
-        taken = set((await session.execute(taken_q)).scalars())  # type: ignore[attr-defined]
+        taken = await TenantRepository(session).taken_slugs(base)
         if base not in taken and base not in RESERVED_SLUGS:
             return base
         for n in range(2, 1000):
@@ -169,11 +170,8 @@ class SignupService:
         tenant_id, user_id = uuid.uuid4(), uuid.uuid4()
         try:
             async with self.db.platform_session() as session:
-                known = (
-                    await session.execute(
-                        select(LoginDirectory.tenant_id).where(LoginDirectory.email == email)
-                    )
-                ).first()
+                repo = SignupRepository(session)
+                known = bool(await UserRepository(session).tenants_for_email(email))
                 slug = await self._free_slug(session, base_slug)
                 tenants = TenantService(session, self.settings.provisioning_services)
                 tenant = await tenants.create(
@@ -185,33 +183,20 @@ class SignupService:
                 )
                 conn = await bind_tenant(await session.connection(), tenant_id)
                 await provision_schema(conn, tenant_id, SCHEMA)
-                user = (
-                    await conn.execute(
-                        insert(User)
-                        .values(
-                            id=user_id,
-                            email=email,
-                            full_name=data.admin_name.strip(),
-                            password_hash=password_hash,
-                            roles=["owner"],
-                            status="active",
-                        )
-                        .returning(User)
-                    )
-                ).one()
-                await session.execute(
-                    insert(LoginDirectory).values(email=email, tenant_id=tenant_id, user_id=user_id)
+                user = await repo.insert_owner(
+                    conn,
+                    id=user_id,
+                    email=email,
+                    full_name=data.admin_name.strip(),
+                    password_hash=password_hash,
+                    roles=["owner"],
+                    status="active",
                 )
+                await repo.add_login(email, tenant_id, user_id)
                 # Identity's schema exists now: its registry replica says so at once, so
                 # identity's own consumers accept this tenant's events immediately.
-                await session.execute(
-                    insert(TenantRegistryRow).values(
-                        tenant_id=tenant_id,
-                        slug=slug,
-                        status="active",
-                        schema_name=tenant_schema(tenant_id),
-                        schema_version=SCHEMA.tenant_track.head,
-                    )
+                await repo.register_replica(
+                    tenant_id, slug, tenant_schema(tenant_id), SCHEMA.tenant_track.head
                 )
                 user_row = User(**user._mapping)
                 tokens = await self.sessions.issue(session, tenant, user_row)
@@ -227,7 +212,7 @@ class SignupService:
                     },
                     actor="signup",
                 )
-                if known is not None:  # the answer is the same; the address is told
+                if known:  # the answer is the same; the address is told
                     await request_email(
                         session,
                         tenant_id,

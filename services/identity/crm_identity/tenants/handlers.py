@@ -6,10 +6,9 @@ import asyncio
 from collections.abc import Callable
 
 from redis.asyncio import Redis
-from sqlalchemy import select
 
-from crm_identity.models import Tenant
 from crm_identity.settings import IdentitySettings
+from crm_identity.tenants.repository import TenantRepository
 from crm_identity.tenants.service import TenantService
 from crm_lib.events import EventContext, Subscription
 from crm_lib.revocation import publish_tenant_statuses
@@ -48,8 +47,8 @@ def saga_subscription(settings: IdentitySettings) -> Subscription:
 async def resync_tenant_statuses(db: Database, redis: Redis) -> None:
     """Write every tenant's status from the registry to Redis (one pass)."""
     async with db.platform_session() as session:
-        rows = (await session.execute(select(Tenant.id, Tenant.status))).all()
-    await publish_tenant_statuses(redis, {row[0]: row[1] for row in rows})
+        statuses = await TenantRepository(session).statuses()
+    await publish_tenant_statuses(redis, statuses)
 
 
 async def run_status_resync(

@@ -50,6 +50,21 @@ class TenantRepository:
             await self.session.execute(select(Tenant).where(Tenant.slug == slug))
         ).scalar_one_or_none()
 
+    async def statuses(self) -> dict[uuid.UUID, str]:
+        """Every tenant's status (one pass over the registry)."""
+        rows = (await self.session.execute(select(Tenant.id, Tenant.status))).all()
+        return {row[0]: row[1] for row in rows}
+
+    async def taken_slugs(self, prefix: str) -> set[str]:
+        """The slugs that start with ``prefix``."""
+        return set(
+            (
+                await self.session.execute(
+                    select(Tenant.slug).where(Tenant.slug.like(f"{prefix}%"))
+                )
+            ).scalars()
+        )
+
     async def page(self, limit: int, after: uuid.UUID | None, status: str | None) -> list[Tenant]:
         stmt = select(Tenant).order_by(Tenant.id).limit(limit)
         if after is not None:

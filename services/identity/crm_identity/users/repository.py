@@ -10,7 +10,14 @@ from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_identity.models import Invitation, LoginDirectory, TeamMember, Tenant, User
+from crm_identity.models import (
+    Invitation,
+    LoginDirectory,
+    RefreshToken,
+    TeamMember,
+    Tenant,
+    User,
+)
 
 
 class UserRepository:
@@ -69,6 +76,20 @@ class UserRepository:
                 .returning(User)
             )
         ).scalar_one()
+
+    async def touch_last_login(self, user_id: uuid.UUID) -> None:
+        """Record a login (not a change of the user: no version bump)."""
+        await self.session.execute(
+            update(User).where(User.id == user_id).values(last_login_at=func.now())
+        )
+
+    async def revoke_refresh_tokens(self, user_id: uuid.UUID) -> None:
+        """End every live session of the user."""
+        await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+        )
 
     async def count_active_owners(self) -> int:
         return int(

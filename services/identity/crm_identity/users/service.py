@@ -5,11 +5,9 @@ from __future__ import annotations
 import uuid
 
 import msgspec
-from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_identity.api_keys.service import revoke_keys_created_by
-from crm_identity.models import RefreshToken
 from crm_identity.models import User as UserRow
 from crm_identity.oauth.service import revoke_clients_created_by
 from crm_identity.roles import MANAGERS, ensure_may_grant, validate_roles
@@ -163,11 +161,7 @@ class UserService:
             await self.repo.remove_login(user.email, self.principal.tenant_id)
             # A deactivated user's sessions and access tokens end now, and so do the API
             # keys and OAuth clients they created (docs/auth.md "Offboarding a user").
-            await self.session.execute(
-                update(RefreshToken)
-                .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-                .values(revoked_at=func.now())
-            )
+            await self.repo.revoke_refresh_tokens(user_id)
             revoke_subject_on_commit(self.session, self.principal.tenant_id, f"user:{user_id}")
             await revoke_keys_created_by(self.session, self.principal, user_id)
             await revoke_clients_created_by(self.session, self.principal, user_id)
