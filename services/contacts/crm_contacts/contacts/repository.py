@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +29,7 @@ class ContactRepository:
 
     @staticmethod
     def _live(exclude: uuid.UUID | None) -> list[Any]:
-        live = [Contact.deleted_at.is_(None)]
+        live: list[ColumnElement[bool]] = [Contact.deleted_at.is_(None)]
         if exclude is not None:
             live.append(Contact.id != exclude)
         return live

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.companies.service import CompanyService
@@ -18,7 +17,7 @@ from crm_contacts.contacts.service import ContactService
 from crm_contacts.exports.repository import ExportRepository
 from crm_contacts.jobs.csv_output import write_csv
 from crm_contacts.jobs.principal import record_context
-from crm_contacts.jobs.repository import JobRepository, lease_expiry
+from crm_contacts.jobs.repository import JobRepository
 from crm_contacts.jobs.runner import JobKind
 from crm_contacts.models import ExportJob
 from crm_contacts.records.query import parse_list_query
@@ -110,8 +109,9 @@ async def export_step(session: AsyncSession, job: ExportJob, settings: ContactsS
         if page.next_cursor is None:
             parts.append(b"]")
     data = b"".join(parts)
+    exports = ExportRepository(session)
     if data:
-        await ExportRepository(session).add_chunk(job.id, job.chunk_count, data)
+        await exports.add_chunk(job.id, job.chunk_count, data)
     done = page.next_cursor is None
     values: dict[str, Any] = {
         "status": "completed" if done else "running",
@@ -119,10 +119,8 @@ async def export_step(session: AsyncSession, job: ExportJob, settings: ContactsS
         "row_count": job.row_count + len(page.data),
         "byte_count": job.byte_count + len(data),
         "chunk_count": job.chunk_count + (1 if data else 0),
-        "updated_at": func.now(),
     }
     if done:
-        values.update(lease_token=None, lease_until=None, finished_at=func.now())
         await repo.audit(
             actor=job.created_by,
             action="export",
@@ -148,9 +146,7 @@ async def export_step(session: AsyncSession, job: ExportJob, settings: ContactsS
             },
             actor=job.created_by,
         )
-    else:
-        values["lease_until"] = lease_expiry(settings.job_lease_seconds)
-    await repo.update(ExportJob, job.id, values)
+    await exports.advance(job.id, values, done=done, lease_seconds=settings.job_lease_seconds)
     return done
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_contacts.jobs.repository import lease_expiry
 from crm_contacts.models import ExportChunk, ExportJob
 
 
@@ -44,4 +45,18 @@ class ExportRepository:
             select(ExportChunk.data).where(
                 ExportChunk.export_id == export_id, ExportChunk.seq == seq
             )
+        )
+
+    async def advance(
+        self, job_id: uuid.UUID, values: dict[str, Any], *, done: bool, lease_seconds: int
+    ) -> None:
+        """A page written: the job's new cursor and counts (``values``); a finished job
+        gives up its lease, a running one renews it."""
+        values = {**values, "updated_at": func.now()}
+        if done:
+            values.update(lease_token=None, lease_until=None, finished_at=func.now())
+        else:
+            values["lease_until"] = lease_expiry(lease_seconds)
+        await self.session.execute(
+            ExportJob.__table__.update().where(ExportJob.id == job_id).values(**values)
         )

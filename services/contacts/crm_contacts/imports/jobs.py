@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import msgspec
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.contacts.service import ContactService
@@ -101,7 +100,7 @@ async def import_step(
     """Process the chunk at the checkpoint; True when the job is finished."""
     repo = ImportRepository(session)
     if job.status == "queued":
-        await repo.set(job.id, status="running", started_at=func.now())
+        await repo.set_running(job.id)
     if job.checkpoint >= job.chunk_count:
         await _finish_import(session, job)
         return True
@@ -157,9 +156,7 @@ async def _finish_import(session: AsyncSession, job: ImportJob) -> None:
     repo = ImportRepository(session)
     jobs = JobRepository(session)
     status = "validated" if job.dry_run else "completed"
-    await repo.set(
-        job.id, status=status, finished_at=func.now(), lease_token=None, lease_until=None
-    )
+    await repo.finish(job.id, status)
     counts = {k: int(job.counts.get(k, 0)) for k in ("created", "updated", "unchanged", "failed")}
     if job.dry_run:
         return
@@ -191,9 +188,7 @@ async def revert_step(session: AsyncSession, job: ImportJob, settings: ContactsS
     if job.status == "revert_queued":
         await repo.set(job.id, status="reverting")
     if job.checkpoint < 0:
-        await repo.set(
-            job.id, status="reverted", finished_at=func.now(), lease_token=None, lease_until=None
-        )
+        await repo.finish(job.id, "reverted")
         await JobRepository(session).audit(
             actor=job.principal.get("subject"),
             action="import_revert",

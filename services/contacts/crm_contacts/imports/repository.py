@@ -68,6 +68,15 @@ class ImportRepository:
             .execution_options(synchronize_session=False)
         )
 
+    async def set_running(self, job_id: uuid.UUID) -> None:
+        await self.set(job_id, status="running", started_at=func.now())
+
+    async def finish(self, job_id: uuid.UUID, status: str) -> None:
+        """The job's last status; its lease is given up."""
+        await self.set(
+            job_id, status=status, finished_at=func.now(), lease_token=None, lease_until=None
+        )
+
     async def chunk(
         self, job_id: uuid.UUID, seq: int, *, with_data: bool = True
     ) -> ImportChunk | None:

@@ -1,5 +1,6 @@
 """All SQL of the job mechanism, for any job table (``ImportJob``, ``ExportJob``): lease
-claims, locking a job, moving its row, its access-audit row."""
+claims, locking a job, moving its row, failed attempts, its access-audit row, and the
+tenants the sweep visits."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.models import AccessAudit
+from crm_lib.platform_tables import TenantRegistryRow
 
 RUNNABLE = ("queued", "running", "revert_queued", "reverting")
 
@@ -66,5 +68,29 @@ class JobRepository:
             model.__table__.update().where(model.id == job_id).values(**values)
         )
 
+    async def record_failure(
+        self, model: Any, job_id: uuid.UUID, error: str, *, final: bool, retry_seconds: float
+    ) -> None:
+        """A failed attempt: the job fails for good (``final``) or is retried after
+        ``retry_seconds`` (its lease runs until then)."""
+        values: dict[str, Any] = {"last_error": error, "updated_at": func.now()}
+        if final:
+            values.update(status="failed", lease_token=None, lease_until=None)
+            values["finished_at"] = func.now()
+        else:
+            values["lease_until"] = retry_at(retry_seconds)
+        await self.update(model, job_id, values)
+
     async def audit(self, **values: Any) -> None:
         await self.session.execute(insert(AccessAudit).values(**values))
+
+
+async def tenants_with_jobs(session: AsyncSession) -> list[uuid.UUID]:
+    """Tenants whose jobs the sweep visits (platform session): all but those being
+    provisioned or gone."""
+    rows = await session.scalars(
+        select(TenantRegistryRow.tenant_id).where(
+            TenantRegistryRow.status.not_in(("deleted", "deprovisioned", "provisioning"))
+        )
+    )
+    return list(rows)

@@ -22,15 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_contacts.jobs.repository import JobRepository, retry_at
+from crm_contacts.jobs.repository import JobRepository, tenants_with_jobs
 from crm_contacts.records.http import contacts_settings
 from crm_contacts.settings import ContactsSettings
 from crm_lib.events import EventContext, Subscription
 from crm_lib.http import ProblemError
-from crm_lib.platform_tables import TenantRegistryRow
 from crm_lib.service import ServiceRuntime
 from crm_lib.telemetry import describe_error, get_logger
 
@@ -84,12 +82,7 @@ class JobRunner:
 
     async def tenants(self) -> list[uuid.UUID]:
         async with self.runtime.db.platform_session() as session:
-            rows = await session.scalars(
-                select(TenantRegistryRow.tenant_id).where(
-                    TenantRegistryRow.status.not_in(("deleted", "deprovisioned", "provisioning"))
-                )
-            )
-            return list(rows)
+            return await tenants_with_jobs(session)
 
     async def sweep(self) -> None:
         for tenant_id in await self.tenants():
@@ -176,14 +169,15 @@ class JobRunner:
                 job = await repo.lock(model, job_id)
                 if job is None or job.lease_token != token:
                     return
-                values: dict[str, Any] = {"last_error": describe(exc), "updated_at": func.now()}
-                if job.attempts >= settings.job_max_attempts:
-                    values.update(status="failed", lease_token=None, lease_until=None)
-                    values["finished_at"] = func.now()
-                else:
-                    values["lease_until"] = retry_at(settings.job_retry_seconds)
-                await repo.update(model, job_id, values)
-                if "status" not in values:
+                final = job.attempts >= settings.job_max_attempts
+                await repo.record_failure(
+                    model,
+                    job_id,
+                    describe(exc),
+                    final=final,
+                    retry_seconds=settings.job_retry_seconds,
+                )
+                if not final:
                     self.notify_later(tenant_id, settings.job_retry_seconds + 0.05)
 
 
