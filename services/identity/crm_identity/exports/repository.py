@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_identity.models import ExportJob
@@ -34,3 +34,16 @@ class ExportJobRepository:
 
     async def update(self, job_id: uuid.UUID, **values: Any) -> None:
         await self.session.execute(update(ExportJob).where(ExportJob.id == job_id).values(**values))
+
+    async def complete(
+        self, job_id: uuid.UUID, parts: dict[str, Any], archive_object: str, archive_bytes: int
+    ) -> None:
+        """The last part arrived and the zip is stored: the job is ready."""
+        await self.update(
+            job_id,
+            parts=parts,
+            status="ready",
+            archive_object=archive_object,
+            archive_bytes=archive_bytes,
+            completed_at=func.now(),
+        )

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_identity.exports.repository import ExportJobRepository
@@ -97,16 +96,13 @@ def export_ready_subscription(services: tuple[str, ...]) -> Subscription:
                 "tables": data.get("tables", {}),
             },
         }
-        values: dict[str, Any] = {"parts": parts}
-        if all(s in parts for s in services):
-            assert ctx.js is not None
-            name, size = await _assemble(ctx, job_id, parts)
-            values.update(
-                status="ready", archive_object=name, archive_bytes=size, completed_at=func.now()
-            )
-        await jobs.update(job_id, **values)
-        if values.get("status") == "ready":
-            await ctx.emit("identity.tenant.export_completed", {"job_id": str(job_id)})
+        if not all(s in parts for s in services):
+            await jobs.update(job_id, parts=parts)
+            return
+        assert ctx.js is not None
+        name, size = await _assemble(ctx, job_id, parts)
+        await jobs.complete(job_id, parts, name, size)
+        await ctx.emit("identity.tenant.export_completed", {"job_id": str(job_id)})
 
     return Subscription(
         name="tenant-export-ready",

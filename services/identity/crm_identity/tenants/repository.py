@@ -74,8 +74,18 @@ class TenantRepository:
         return list((await self.session.execute(stmt)).scalars())
 
     async def set_status(
-        self, tenant_id: uuid.UUID, status: str, reason: str | None = None, **values: object
+        self,
+        tenant_id: uuid.UUID,
+        status: str,
+        reason: str | None = None,
+        *,
+        stamp: str | None = None,
+        **values: object,
     ) -> None:
+        """Set the status (and ``values``); ``stamp`` names a column set to the database's
+        now (``activated_at``, ``deleted_at``)."""
+        if stamp is not None:
+            values[stamp] = func.now()
         await self.session.execute(
             update(Tenant)
             .where(Tenant.id == tenant_id)

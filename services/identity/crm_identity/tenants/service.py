@@ -8,8 +8,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_identity.billing.repository import BillingRepository
@@ -158,16 +158,22 @@ class TenantService:
         return await self.request_deletion(principal.tenant_id, actor=principal.subject)
 
     async def change_status(
-        self, tenant: Tenant, status: str, reason: str | None = None, **values: object
+        self, tenant: Tenant, status: str, reason: str | None = None, **values: Any
     ) -> None:
         """Move a tenant (the caller holds its row lock) and tell every service."""
         await self._move(tenant, status, reason, **values)
 
     async def _move(
-        self, tenant: Tenant, status: str, reason: str | None = None, **values: object
+        self,
+        tenant: Tenant,
+        status: str,
+        reason: str | None = None,
+        *,
+        stamp: str | None = None,
+        **values: Any,
     ) -> None:
         """Change a tenant's status and tell every service (their registry replicas)."""
-        await self.repo.set_status(tenant.id, status, reason, **values)
+        await self.repo.set_status(tenant.id, status, reason, stamp=stamp, **values)
         await emit(
             self.session,
             TENANT_STATUS_CHANGED,
@@ -195,9 +201,9 @@ class TenantService:
                     "trialing",
                 )
                 status = "trialing" if trial else "active"
-                await self._move(tenant, status, None, activated_at=func.now())
+                await self._move(tenant, status, None, stamp="activated_at")
                 await emit(self.session, TENANT_ACTIVATED, tenant_id, {"slug": tenant.slug})
         elif outcome == "deprovisioned" and tenant.status == "deleting":
             if all(states.get(s) == "deprovisioned" for s in self.required):
-                await self.repo.set_status(tenant_id, "deleted", None, deleted_at=func.now())
+                await self.repo.set_status(tenant_id, "deleted", None, stamp="deleted_at")
                 await emit(self.session, TENANT_DELETED, tenant_id, {"slug": tenant.slug})
