@@ -22,7 +22,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_contacts.access import forbidden
@@ -289,10 +288,7 @@ class MergeService:
 
         # Losers first: their unique keys (external id) are free once they are merged away.
         for loser in losers:
-            await svc.repo.update(
-                loser.id,
-                {"deleted_at": func.now(), "merged_into_id": winner.id, "updated_by": actor},
-            )
+            await svc.repo.soft_delete(loser.id, {"merged_into_id": winner.id, "updated_by": actor})
             await svc.record_history(
                 loser.id, {"merged_into": {"from": None, "to": str(winner.id)}}, "merge"
             )

@@ -200,6 +200,10 @@ class RecordRepository:
         await SearchWordRepository(self.session).add([values.get("search_text")])
         return row
 
+    async def soft_delete(self, record_id: uuid.UUID, values: dict[str, Any]) -> Any:
+        """``update`` that also marks the record deleted, now."""
+        return await self.update(record_id, {"deleted_at": func.now(), **values})
+
     async def update(self, record_id: uuid.UUID, values: dict[str, Any]) -> Any:
         stmt = (
             update(self.model)

@@ -612,7 +612,7 @@ class RecordService:
         row = await self.writable(record_id, if_match)
         if not self.access.may_delete(row.owner_id):
             raise forbidden(f"Your role cannot delete this {self.entity.name}.")
-        await self.repo.update(row.id, {"deleted_at": func.now(), "updated_by": self.access.actor})
+        await self.repo.soft_delete(row.id, {"updated_by": self.access.actor})
         await self.record_history(row.id, {"deleted": {"from": False, "to": True}}, "delete")
         await self.announce("deleted", row)
 
