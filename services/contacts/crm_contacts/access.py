@@ -13,10 +13,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_contacts.models import TeamMembership, TeamRule
+from crm_contacts.members.repository import MemberRepository
 from crm_lib.auth import FORBIDDEN_TYPE, Principal
 from crm_lib.http import ProblemError
 
@@ -111,14 +110,7 @@ async def access_for(session: AsyncSession, principal: Principal) -> Access:
 async def _team_reach(
     session: AsyncSession, user_id: uuid.UUID
 ) -> tuple[frozenset[uuid.UUID], frozenset[uuid.UUID]]:
-    mine = select(TeamMembership.team_id).where(TeamMembership.user_id == user_id)
-    rows = (
-        await session.execute(
-            select(TeamMembership.user_id, TeamRule.access)
-            .join(TeamRule, TeamRule.team_id == TeamMembership.team_id)
-            .where(TeamMembership.team_id.in_(mine))
-        )
-    ).all()
-    readable = {user_id, *(r.user_id for r in rows)}
-    writable = {user_id, *(r.user_id for r in rows if r.access == "edit")}
+    rows = await MemberRepository(session).teammates(user_id)
+    readable = {user_id, *(member for member, _access in rows)}
+    writable = {user_id, *(member for member, access in rows if access == "edit")}
     return frozenset(readable), frozenset(writable)

@@ -14,11 +14,9 @@ import uuid
 from collections import OrderedDict
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_contacts.models import EncryptionKey
+from crm_contacts.fields.repository import DataKeyRepository
 from crm_lib.http import ProblemError
 
 _CACHE_SIZE = 1024
@@ -48,20 +46,15 @@ class TenantCipher:
             _keys.move_to_end(cache_key)
             return key
         wrapper = AESGCM(self.master)
-        row = await self.session.scalar(
-            select(EncryptionKey.wrapped_key).where(EncryptionKey.id == 1)
-        )
+        keys = DataKeyRepository(self.session)
+        row = await keys.wrapped_key()
         if row is None:
             fresh = AESGCM.generate_key(bit_length=256)
             nonce = os.urandom(12)
             wrapped = nonce + wrapper.encrypt(nonce, fresh, self.tenant_id.bytes)
-            await self.session.execute(
-                insert(EncryptionKey).values(id=1, wrapped_key=wrapped).on_conflict_do_nothing()
-            )
+            await keys.add_if_none(wrapped)
             # A concurrent first writer may have won: read back whichever key is stored.
-            row = await self.session.scalar(
-                select(EncryptionKey.wrapped_key).where(EncryptionKey.id == 1)
-            )
+            row = await keys.wrapped_key()
         assert row is not None
         key = wrapper.decrypt(row[:12], row[12:], self.tenant_id.bytes)
         _keys[cache_key] = key

@@ -1,4 +1,5 @@
-"""Queries of custom field definitions."""
+"""Queries of custom field definitions, and of the tenant's data key that encrypts
+sensitive custom field values (``crm_contacts.crypto``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import uuid
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_contacts.models import CustomFieldDefinition
+from crm_contacts.models import CustomFieldDefinition, EncryptionKey
 
 
 class FieldRepository:
@@ -45,3 +47,21 @@ class FieldRepository:
             .execution_options(populate_existing=True)
         )
         return (await self.session.execute(stmt)).scalar_one()
+
+
+class DataKeyRepository:
+    """The tenant's one wrapped data key (row 1 of ``encryption_keys``)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def wrapped_key(self) -> bytes | None:
+        return await self.session.scalar(
+            select(EncryptionKey.wrapped_key).where(EncryptionKey.id == 1)
+        )
+
+    async def add_if_none(self, wrapped: bytes) -> None:
+        """Store this key unless one is stored already (a concurrent first writer)."""
+        await self.session.execute(
+            pg_insert(EncryptionKey).values(id=1, wrapped_key=wrapped).on_conflict_do_nothing()
+        )

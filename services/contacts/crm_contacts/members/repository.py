@@ -75,6 +75,19 @@ class MemberRepository:
         await self.session.execute(delete(TeamRule).where(TeamRule.team_id == team_id))
         await self.session.execute(delete(Team).where(Team.team_id == team_id))
 
+    async def teammates(self, user_id: uuid.UUID) -> list[tuple[uuid.UUID, str]]:
+        """(user id, rule access) of every member of the user's teams that have a team
+        rule (the user included)."""
+        mine = select(TeamMembership.team_id).where(TeamMembership.user_id == user_id)
+        rows = (
+            await self.session.execute(
+                select(TeamMembership.user_id, TeamRule.access)
+                .join(TeamRule, TeamRule.team_id == TeamMembership.team_id)
+                .where(TeamMembership.team_id.in_(mine))
+            )
+        ).all()
+        return [(r.user_id, r.access) for r in rows]
+
     async def rules(self) -> list[TeamRule]:
         return list(
             (await self.session.execute(select(TeamRule).order_by(TeamRule.created_at))).scalars()
