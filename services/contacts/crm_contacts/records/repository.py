@@ -10,22 +10,32 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
+    Float,
+    Integer,
     Select,
     bindparam,
+    case,
+    cast,
     event,
     func,
     insert,
+    literal,
+    or_,
     select,
     text,
+    type_coerce,
     union,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.schema import Column as TableColumn
 from sqlalchemy.types import Text
 
 from crm_contacts.models import AccessAudit, FieldChange, Member
+from crm_contacts.records.query import cursor_type
+from crm_lib.pagination import decode_cursor
 
 # --------------------------------------------------------------------------- search dictionary
 # A dictionary word is a run of letters/digits of a search text (``[^[:alnum:]]+`` splits),
@@ -230,6 +240,66 @@ class RecordRepository:
         stmt = stmt.order_by(*order).limit(limit)
         return list((await self.session.execute(stmt)).all())
 
+    def owned_by(self, owners: frozenset[uuid.UUID] | None) -> list[ColumnElement[bool]]:
+        """Records of these owners (None: every record)."""
+        if owners is None:
+            return []
+        return [self.model.owner_id.in_(sorted(owners))]
+
+    def tags_condition(self, ids: list[uuid.UUID] | None, *, any_of: bool) -> ColumnElement[bool]:
+        """Records carrying every one (``any_of``: one) of these tags; None (a tag that
+        does not exist): no record."""
+        if ids is None:
+            return literal(False)
+        return self.model.tag_ids.overlap(ids) if any_of else self.model.tag_ids.contains(ids)
+
+    def search_condition(
+        self,
+        terms: list[str],
+        prefix_query: str,
+        groups: list[list[tuple[str, float]]],
+        corrected_query: str | None,
+        *,
+        need_trigram: bool,
+        where: list[ColumnElement[bool]],
+        candidates: int,
+        fuzzy_below: int,
+    ) -> tuple[ColumnElement[bool], ColumnElement[Any]]:
+        """The search condition and rank (``RecordService.search`` says how it ranks):
+        exact/prefix matches of ``prefix_query`` on the full-text index (companies: the
+        phrase as a substring), fuzzy ones of ``corrected_query`` (each piece or one of
+        its corrections in ``groups``, scored by closeness) and, with ``need_trigram``,
+        by trigram word similarity."""
+        model = self.model
+        phrase = " ".join(terms)
+        text_col = model.search_text
+        vector = getattr(model, "search_vector", None)
+        fuzzies: list[ColumnElement[bool]] = []
+        closeness: ColumnElement[Any] = literal(0.0, Float)
+        if vector is None:
+            exact = text_col.like(f"%{_escape_like(phrase)}%", escape="\\")
+        else:
+            exact = vector.op("@@")(_tsquery(prefix_query))
+            if groups and corrected_query is not None:
+                fuzzies.append(vector.op("@@")(_tsquery(corrected_query)))
+                closeness = sum(
+                    (
+                        case(
+                            *((vector.op("@@")(_tsquery(f"'{w}':*")), s) for w, s in group),
+                            else_=0.0,
+                        )
+                        for group in groups
+                    ),
+                    literal(0.0, Float),
+                ) / len(groups)
+        if need_trigram:
+            fuzzies.append(text_col.op("OPERATOR(extensions.%>)")(literal(phrase)))
+        fuzzy = or_(*fuzzies) if fuzzies else None
+        similarity = func.extensions.word_similarity(literal(phrase), text_col, type_=Float)
+        rank = type_coerce(cast(exact, Integer) * 2 + closeness + similarity * 0.1, Float)
+        ids = self.search_candidates(where, exact, fuzzy, candidates, fuzzy_below)
+        return model.id.in_(ids), rank
+
     def search_candidates(
         self,
         where: list[ColumnElement[bool]],
@@ -266,3 +336,28 @@ class RecordRepository:
 
     async def audit(self, **values: Any) -> None:
         await self.session.execute(insert(AccessAudit).values(**values))
+
+
+def keyset_bound(
+    expr: ColumnElement[Any], descending: bool, cursor: str | None
+) -> list[ColumnElement[bool]]:
+    """``expr <= v`` (``>=`` ascending) after a cursor on a NOT NULL sort column.
+
+    Implied by the keyset condition, but unlike its OR an index can seek to it, so a
+    page deep into a large table reads 50 index entries instead of all before it.
+    """
+    column = getattr(expr, "expression", None)
+    if cursor is None or not isinstance(column, TableColumn) or column.nullable:
+        return []
+    has_value, value, _last = decode_cursor(cursor, bool, cursor_type(expr) | None, uuid.UUID)
+    if not has_value:
+        return []
+    return [expr <= value if descending else expr >= value]
+
+
+def _tsquery(query: str) -> ColumnElement[Any]:
+    return func.to_tsquery(text("'simple'::regconfig"), query)
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

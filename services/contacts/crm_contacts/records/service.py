@@ -15,20 +15,8 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import (
-    ColumnElement,
-    Float,
-    Integer,
-    case,
-    cast,
-    func,
-    literal,
-    or_,
-    text,
-    type_coerce,
-)
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.schema import Column as TableColumn
 
 from crm_contacts.access import Access, forbidden
 from crm_contacts.crypto import MASK, TenantCipher
@@ -42,13 +30,18 @@ from crm_contacts.records.query import (
     prefix_tsquery,
     search_terms,
 )
-from crm_contacts.records.repository import RecordRepository, SearchWordRepository, word_runs
+from crm_contacts.records.repository import (
+    RecordRepository,
+    SearchWordRepository,
+    keyset_bound,
+    word_runs,
+)
 from crm_contacts.tags.repository import TagRepository
 from crm_contacts.tags.service import TagService
 from crm_lib.auth import FORBIDDEN_TYPE
 from crm_lib.events import emit
 from crm_lib.http import ProblemError, require_version
-from crm_lib.pagination import Page, decode_cursor
+from crm_lib.pagination import Page
 
 REDACTED = "[sensitive]"
 #: How many matches of each kind (exact/prefix, fuzzy) a search ranks at most.
@@ -176,10 +169,7 @@ class RecordService:
         return row
 
     def visibility_filter(self) -> list[ColumnElement[bool]]:
-        owners = self.access.readable_owners
-        if owners is None:
-            return []
-        return [self.entity.model.owner_id.in_(sorted(owners))]
+        return self.repo.owned_by(self.access.readable_owners)
 
     async def views(self, rows: list[Any], fields: list[str] | None = None) -> list[dict[str, Any]]:
         """API shapes of rows: tag names resolved, sensitive values decrypted or masked."""
@@ -300,18 +290,8 @@ class RecordService:
     def keyset_bound(
         expr: ColumnElement[Any], descending: bool, cursor: str | None
     ) -> list[ColumnElement[bool]]:
-        """``expr <= v`` (``>=`` ascending) after a cursor on a NOT NULL sort column.
-
-        Implied by the keyset condition, but unlike its OR an index can seek to it, so a
-        page deep into a large table reads 50 index entries instead of all before it.
-        """
-        column = getattr(expr, "expression", None)
-        if cursor is None or not isinstance(column, TableColumn) or column.nullable:
-            return []
-        has_value, value, _last = decode_cursor(cursor, bool, cursor_type(expr) | None, uuid.UUID)
-        if not has_value:
-            return []
-        return [expr <= value if descending else expr >= value]
+        """``expr <= v`` (``>=`` ascending) after a cursor (``records.repository``)."""
+        return keyset_bound(expr, descending, cursor)
 
     async def search(
         self, terms: list[str], where: list[ColumnElement[bool]]
@@ -336,39 +316,22 @@ class RecordService:
         A common three-letter prefix matches a tenth of a large table, and ranking all of
         it would take seconds.
         """
-        model = self.entity.model
-        phrase = " ".join(terms)
-        text_col = model.search_text
-        vector = getattr(model, "search_vector", None)
-        fuzzies: list[ColumnElement[bool]] = []
-        closeness: ColumnElement[Any] = literal(0.0, Float)
-        if vector is None:
-            exact = text_col.like(f"%{_escape_like(phrase)}%", escape="\\")
-            need_trigram = True
-        else:
-            exact = vector.op("@@")(_tsquery(prefix_tsquery(terms)))
+        plan: TypoPlan | None = None
+        if getattr(self.entity.model, "search_vector", None) is not None:
             plan = await self.typo_plan(terms)
-            need_trigram = plan.need_trigram
-            if plan.groups:
-                fuzzies.append(vector.op("@@")(_tsquery(plan.tsquery())))
-                closeness = sum(
-                    (
-                        case(
-                            *((vector.op("@@")(_tsquery(f"'{w}':*")), s) for w, s in group),
-                            else_=0.0,
-                        )
-                        for group in plan.groups
-                    ),
-                    literal(0.0, Float),
-                ) / len(plan.groups)
+        need_trigram = plan is None or plan.need_trigram
         if need_trigram:
             await self.repo.set_word_similarity_threshold(self.ctx.word_similarity)
-            fuzzies.append(text_col.op("OPERATOR(extensions.%>)")(literal(phrase)))
-        fuzzy = or_(*fuzzies) if fuzzies else None
-        similarity = func.extensions.word_similarity(literal(phrase), text_col, type_=Float)
-        rank = type_coerce(cast(exact, Integer) * 2 + closeness + similarity * 0.1, Float)
-        ids = self.repo.search_candidates(where, exact, fuzzy, SEARCH_CANDIDATES, FUZZY_BELOW)
-        return model.id.in_(ids), rank
+        return self.repo.search_condition(
+            terms,
+            prefix_tsquery(terms),
+            plan.groups if plan is not None else [],
+            plan.tsquery() if plan is not None and plan.groups else None,
+            need_trigram=need_trigram,
+            where=where,
+            candidates=SEARCH_CANDIDATES,
+            fuzzy_below=FUZZY_BELOW,
+        )
 
     async def typo_plan(self, terms: list[str]) -> TypoPlan:
         """How the fuzzy kind looks for ``terms`` (contacts).
@@ -414,18 +377,19 @@ class RecordService:
         return TypoPlan(groups, need_trigram)
 
     async def tag_conditions(self, query: ListQuery) -> list[ColumnElement[bool]]:
-        model = self.entity.model
         out: list[ColumnElement[bool]] = []
         if query.tags_all:
             ids = await self.tag_ids_for(query.tags_all)
+            condition = self.repo.tags_condition(ids, any_of=False)
             if ids is None:
-                return [literal(False)]
-            out.append(model.tag_ids.contains(ids))
+                return [condition]
+            out.append(condition)
         if query.tags_any:
             ids = await self.tag_ids_for(query.tags_any, any_of=True)
+            condition = self.repo.tags_condition(ids, any_of=True)
             if ids is None:
-                return [literal(False)]
-            out.append(model.tag_ids.overlap(ids))
+                return [condition]
+            out.append(condition)
         return out
 
     async def tag_ids_for(self, refs: list[str], any_of: bool = False) -> list[uuid.UUID] | None:
@@ -773,11 +737,3 @@ def typo_pieces(term: str) -> list[str]:
     if "." in term and len(runs) > 1 and len(runs[-1]) <= 3 and runs[-1].isalpha():
         return runs[:1]
     return runs
-
-
-def _tsquery(query: str) -> ColumnElement[Any]:
-    return func.to_tsquery(text("'simple'::regconfig"), query)
-
-
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
