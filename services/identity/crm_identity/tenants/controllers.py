@@ -11,12 +11,10 @@ from litestar.params import Body, Parameter
 
 from crm_identity.components import identity_of
 from crm_identity.guards import operator_guard
-from crm_identity.plans import PLANS
 from crm_identity.settings import IdentitySettings
 from crm_identity.tenants import schemas
 from crm_identity.tenants.repository import TenantRepository
 from crm_identity.tenants.service import TenantService, to_schema
-from crm_identity.users.service import SeatPolicy, sees_seats
 from crm_identity.web import API
 from crm_lib.auth import Principal
 from crm_lib.pagination import decode_cursor, encode_cursor
@@ -38,15 +36,7 @@ class TenantApiController(Controller):
     async def current(self, principal: Principal, runtime: ServiceRuntime) -> schemas.CurrentTenant:
         settings = identity_of(runtime).settings
         async with runtime.db.tenant_session(principal.tenant_id) as session:
-            tenant = await TenantService(session, settings.provisioning_services).get(
-                principal.tenant_id
-            )
-            seats = (
-                await SeatPolicy(session, principal.tenant_id).summary()
-                if sees_seats(principal)
-                else None
-            )
-        return schemas.CurrentTenant(tenant, seats, PLANS.get(tenant.plan, PLANS["free"]))
+            return await TenantService(session, settings.provisioning_services).current(principal)
 
     @delete("/", status_code=202, summary="Request deletion of the whole tenant (owner only)")
     async def request_deletion(

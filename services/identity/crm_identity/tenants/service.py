@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_identity.billing.repository import BillingRepository
 from crm_identity.models import Tenant
-from crm_identity.plans import get_plan
+from crm_identity.plans import PLANS, get_plan
 from crm_identity.tenants import schemas
 from crm_identity.tenants.repository import TenantRepository
+from crm_identity.users.service import SeatPolicy, sees_seats
 from crm_lib.auth import Principal
 from crm_lib.events import emit
 from crm_lib.http import ProblemError
@@ -110,6 +111,16 @@ class TenantService:
         if tenant is None:
             raise ProblemError(404, "No such tenant.")
         return to_schema(tenant, await self.repo.service_states(tenant_id))
+
+    async def current(self, principal: Principal) -> schemas.CurrentTenant:
+        """The caller's tenant and plan; seat usage only for those who may see it."""
+        tenant = await self.get(principal.tenant_id)
+        seats = (
+            await SeatPolicy(self.session, principal.tenant_id).summary()
+            if sees_seats(principal)
+            else None
+        )
+        return schemas.CurrentTenant(tenant, seats, PLANS.get(tenant.plan, PLANS["free"]))
 
     async def retry_provisioning(self, tenant_id: uuid.UUID, *, actor: str | None = None) -> Tenant:
         tenant = await self.repo.get(tenant_id, lock=True)
