@@ -44,6 +44,14 @@ class Stack:
     nats: EmbeddedNats
     redis: EmbeddedRedis
 
+    def nats_env(self) -> dict[str, str]:
+        """NATS credentials for the platform processes a benchmark starts (the throwaway
+        stack's admin: per-service users are `make run`'s and the tests' concern)."""
+        return {
+            "CRM_NATS_USER": self.nats.admin_user,
+            "CRM_NATS_PASSWORD": self.nats.admin_password,
+        }
+
     def settings(self, service: str = "platform", **overrides: Any) -> PlatformSettings:
         """Settings for `service` pointing at this stack (keyword overrides win)."""
         values: dict[str, Any] = {

@@ -130,6 +130,7 @@ class WebProcesses:
             {
                 "CRM_DATABASE_URL": self.stack.pg.url,
                 "CRM_NATS_URL": self.stack.nats.url,
+                **self.stack.nats_env(),
                 "CRM_REDIS_URL": self.stack.redis.url,
                 "CRM_INTERNAL_TOKEN": INTERNAL_TOKEN,
                 "CRM_LOG_LEVEL": "WARNING",

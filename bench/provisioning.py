@@ -73,6 +73,7 @@ class Platform:
             **os.environ,
             "CRM_DATABASE_URL": self.stack.pg.url,
             "CRM_NATS_URL": self.stack.nats.url,
+            **self.stack.nats_env(),
             "CRM_REDIS_URL": self.stack.redis.url,
             "CRM_LOG_LEVEL": "WARNING",
         }
