@@ -112,7 +112,9 @@ def localstripe_server() -> Iterator[LocalStripe]:
 
     port = free_port()
     proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-        [sys.executable, "-m", "localstripe", "--port", str(port)],
+        # --from-scratch: never load the machine-wide /tmp/localstripe.pickle that every
+        # localstripe process shares (another run may have left it half-written)
+        [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
