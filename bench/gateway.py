@@ -355,7 +355,11 @@ class Meter:
         if self._pg is None:
             url = make_url(self.stack.pg.url)
             self._pg = await asyncpg.connect(
-                host=url.host, port=url.port, user=url.username, database="postgres"
+                host=url.host,
+                port=url.port,
+                user=url.username,
+                password=url.password,
+                database="postgres",
             )
         return int(
             await self._pg.fetchval(
