@@ -32,8 +32,6 @@ the most restrictive window that applied (the IP window for anonymous requests).
 
 from __future__ import annotations
 
-import functools
-import uuid
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -59,12 +57,7 @@ from crm_lib.auth import (
     invalid_token,
 )
 from crm_lib.http import ProblemError
-from crm_lib.revocation import (
-    not_before_key,
-    revoked_jti_key,
-    revoked_sid_key,
-    tenant_status_refusal,
-)
+from crm_lib.revocation import revocation_keys, tenant_status_refusal
 
 #: (method, path) pairs that need no token (docs/auth.md "Anonymous routes").
 ANONYMOUS_ROUTES: frozenset[tuple[str, str]] = frozenset(
@@ -86,19 +79,12 @@ ANONYMOUS_PREFIXES: tuple[tuple[frozenset[str], str], ...] = (
 RATE_LIMITED_TYPE = "https://errors.crm.example/rate-limited"
 
 
-@functools.lru_cache(maxsize=65_536)
-def _not_before_key(tenant_id: uuid.UUID, subject: str) -> str:
-    return not_before_key(tenant_id, subject)
-
-
 def _revocation(principal: Principal) -> Revocation:
-    """The keys that mark ``principal``'s token revoked (crm_lib.revocation)."""
-    markers = [revoked_jti_key(principal.tenant_id, principal.token_id)]
-    if principal.session_id:
-        markers.append(revoked_sid_key(principal.tenant_id, principal.session_id))
-    return Revocation(
-        markers, _not_before_key(principal.tenant_id, principal.subject), principal.issued_at
+    """The keys that mark ``principal``'s token revoked (the services check the same)."""
+    markers, not_before = revocation_keys(
+        principal.tenant_id, principal.token_id, principal.session_id, principal.subject
     )
+    return Revocation(markers, not_before, principal.issued_at)
 
 
 def is_anonymous(method: str, path: str) -> bool:
